@@ -1,0 +1,34 @@
+"""progan_tf: Progressive Growing of GANs for TensorFlow 2 / Keras 3."""
+from setuptools import find_packages, setup
+
+# TensorFlow itself is an extra: `.[cpu]` installs the CPU wheel, `.[gpu]` the CUDA
+# build. Both provide the same `tensorflow` module, so neither is forced on users.
+CORE = [
+    "keras>=3.0",
+    "tensorflow-datasets>=4.9",
+    "numpy>=1.26",
+    "pillow>=10.0",
+    "absl-py>=2.0",
+    "scikit-image>=0.22",
+]
+
+setup(
+    name="progan_tf",
+    version="0.1.0",
+    description="Progressive Growing of GANs (Karras et al., ICLR 2018) in TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["progan_tf", "progan_tf.*"]),
+    install_requires=CORE,
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "test": ["tensorflow-cpu>=2.16", "pytest>=7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "progan-train=progan_tf.cli.train:run",
+        ],
+    },
+)
