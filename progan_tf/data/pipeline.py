@@ -3,8 +3,14 @@
 Every source offers the same small interface the trainer relies on:
 
   source.num_channels, source.max_resolution, source.num_images
-  source.dataset(resolution, per_replica_batch, input_context=None, mirror=False, seed=0)
+  source.dataset(resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+                 skip_batches=0)
       -> infinite tf.data.Dataset of float32 [per_replica_batch, R, R, C] in [-1, 1]
+
+The stream is a pure function of (seed, input pipeline): the same arguments give
+the same batches in every process, and `skip_batches=k` gives that stream without
+its first k batches, cheaply. That is what lets a resumed run see exactly the data
+an uninterrupted run would have seen.
 
 The trainer calls `dataset` from `strategy.distribute_datasets_from_function`, so
 each input pipeline shards by `input_context` and batches per replica.
@@ -28,20 +34,14 @@ def box_downsample(images, factor):
     return x.mean(axis=(2, 4))
 
 
-def _to_model_range(images_uint8_like):
-    """[0, 255] -> [-1, 1] float32."""
-    return tf.cast(images_uint8_like, tf.float32) / 127.5 - 1.0
+def mirror_by_position(position, image, seed):
+    """Flip `image` [R, R, C] left-right with probability 1/2, decided by its stream position.
 
-
-def finish_pipeline(dataset, per_replica_batch, mirror, seed, shuffle_buffer):
-    """Shuffle, repeat, mirror, batch and prefetch a dataset of single images [R, R, C] in [0, 255]."""
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(_to_model_range, num_parallel_calls=tf.data.AUTOTUNE)
-    if mirror:
-        dataset = dataset.map(
-            lambda x: tf.image.random_flip_left_right(x, seed=seed), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(per_replica_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    A stateless decision keyed on the position (not an op-level random state) keeps
+    the flips identical when a stream is skipped ahead on resume.
+    """
+    flip = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), position])) < 0.5
+    return tf.where(flip, tf.reverse(image, axis=[1]), image)
 
 
 class ArraySource:
@@ -75,10 +75,20 @@ class ArraySource:
             self._levels[resolution] = box_downsample(self.images, self.max_resolution // resolution)
         return self._levels[resolution]
 
-    def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0):
-        images = self.level(resolution)
-        dataset = tf.data.Dataset.from_tensor_slices(images)
+    def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+                skip_batches=0):
+        images = tf.constant(self.level(resolution))  # [N, R, R, C] in [0, 255]
+        indices = tf.data.Dataset.range(self.num_images)
         if input_context is not None and input_context.num_input_pipelines > 1:
-            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            seed = seed + input_context.input_pipeline_id
-        return finish_pipeline(dataset, per_replica_batch, mirror, seed, shuffle_buffer=len(images))
+            indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+            seed = seed * 1000 + input_context.input_pipeline_id
+        # Shuffle indices, not pixels: the buffer stays tiny and skipping ahead costs nothing.
+        indices = indices.shuffle(self.num_images, seed=seed, reshuffle_each_iteration=True).repeat()
+        stream = indices.enumerate().skip(skip_batches * per_replica_batch)
+
+        def load(position, index):
+            image = tf.gather(images, index) / 127.5 - 1.0  # [R, R, C] in [-1, 1]
+            return mirror_by_position(position, image, seed) if mirror else image
+
+        stream = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return stream.batch(per_replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

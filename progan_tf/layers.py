@@ -1,0 +1,295 @@
+"""The paper's layers, one small Keras class per idea.
+
+Equalised learning rate (paper §4.1): kernels are stored N(0, 1) and scaled at run
+time by gain / sqrt(fan_in), so every weight learns at the same speed under Adam.
+The scale multiplies the kernel (a few thousand numbers), not the activations.
+Normalisation statistics (PixelNorm, MinibatchStdDev) are computed in float32 even
+under a mixed-precision policy.
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+SQRT2 = math.sqrt(2.0)
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class WeightScaledConv2D(keras.layers.Layer):
+    """Conv2D ('same' padding, stride 1) with the equalised-learning-rate weight scale.
+
+    Args:
+      filters: output channels.
+      kernel_size: square kernel side (3 for blocks, 1 for toRGB/fromRGB).
+      gain: He gain; sqrt(2) before LeakyReLU, 1 for linear outputs (toRGB).
+      use_bias: add a per-channel bias (initialised 0, not scaled).
+    """
+
+    def __init__(self, filters, kernel_size=3, gain=SQRT2, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("filters", filters)
+        _check_positive_int("kernel_size", kernel_size)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.gain = float(gain)
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        self.scale = self.gain / math.sqrt(self.kernel_size * self.kernel_size * in_channels)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
+
+    def call(self, x):
+        kernel = tf.cast(self.kernel, self.compute_dtype) * tf.cast(self.scale, self.compute_dtype)
+        y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")  # [N, H, W, filters]
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.cast(self.bias, self.compute_dtype))
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "gain": self.gain, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class WeightScaledDense(keras.layers.Layer):
+    """Dense layer with the equalised-learning-rate weight scale.
+
+    Args:
+      units: output features.
+      gain: He gain (sqrt(2); 1 for the critic's score; sqrt(2)/4 for G's first layer).
+      use_bias: add a bias (initialised 0, not scaled).
+      target_shape: if given, reshape the output to [N, *target_shape] before the
+        bias, which is then per channel (the last axis): G's latent -> 4x4xnf layer.
+    """
+
+    def __init__(self, units, gain=SQRT2, use_bias=True, target_shape=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("units", units)
+        if target_shape is not None:
+            target_shape = tuple(int(d) for d in target_shape)
+            if math.prod(target_shape) != units:
+                raise ValueError(f"target_shape {target_shape} must hold exactly units={units} values")
+        self.units = units
+        self.gain = float(gain)
+        self.use_bias = use_bias
+        self.target_shape = target_shape
+
+    def build(self, input_shape):
+        fan_in = int(math.prod(input_shape[1:]))
+        self.scale = self.gain / math.sqrt(fan_in)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(fan_in, self.units), initializer=keras.initializers.RandomNormal(0.0, 1.0))
+        bias_size = self.target_shape[-1] if self.target_shape else self.units
+        self.bias = self.add_weight(name="bias", shape=(bias_size,), initializer="zeros") if self.use_bias else None
+
+    def call(self, x):
+        x = tf.reshape(x, [tf.shape(x)[0], -1])  # [N, fan_in]
+        kernel = tf.cast(self.kernel, self.compute_dtype) * tf.cast(self.scale, self.compute_dtype)
+        y = tf.matmul(x, kernel)  # [N, units]
+        if self.target_shape:
+            y = tf.reshape(y, [-1, *self.target_shape])  # [N, 4, 4, nf]
+        if self.use_bias:
+            y = y + tf.cast(self.bias, self.compute_dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + (self.target_shape or (self.units,))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "gain": self.gain, "use_bias": self.use_bias,
+                "target_shape": list(self.target_shape) if self.target_shape else None}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class PixelNorm(keras.layers.Layer):
+    """Pixelwise feature-vector normalisation: x / sqrt(mean(x^2 over channels) + epsilon).
+
+    Args:
+      epsilon: added under the square root (1e-8 in the paper).
+    """
+
+    def __init__(self, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, x):
+        x32 = tf.cast(x, tf.float32)
+        y = x32 * tf.math.rsqrt(tf.reduce_mean(tf.square(x32), axis=-1, keepdims=True) + self.epsilon)
+        return tf.cast(y, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class MinibatchStdDev(keras.layers.Layer):
+    """Appends one feature map: the average standard deviation within each minibatch group.
+
+    The batch is split into groups of min(group_size, N); sample i belongs to group
+    i mod (N / group size), as in the official code. For each group the std over its
+    members is taken per feature and pixel, averaged to one scalar, and broadcast as
+    an extra channel to that group's members.
+
+    Args:
+      group_size: group size (4 in the paper); must divide the per-replica batch
+        when the batch is larger than it.
+      epsilon: added under the square root.
+    """
+
+    def __init__(self, group_size=4, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("group_size", group_size)
+        self.group_size = group_size
+        self.epsilon = float(epsilon)
+
+    def call(self, x):
+        shape = tf.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        group = tf.minimum(self.group_size, n)
+        tf.debugging.assert_equal(
+            n % group, 0, message=f"MinibatchStdDev: the per-replica batch must be divisible by the "
+                                  f"group size {self.group_size}; change the batch size or --mbstd_group_size")
+        y = tf.reshape(tf.cast(x, tf.float32), [group, -1, h, w, c])  # [G, M, H, W, C]
+        y = y - tf.reduce_mean(y, axis=0, keepdims=True)
+        y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + self.epsilon)  # [M, H, W, C]
+        y = tf.reduce_mean(y, axis=[1, 2, 3])  # [M]
+        y = tf.tile(tf.reshape(y, [-1, 1, 1, 1]), [group, h, w, 1])  # [N, H, W, 1]
+        return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)  # [N, H, W, C + 1]
+
+    def compute_output_shape(self, input_shape):
+        channels = None if input_shape[-1] is None else input_shape[-1] + 1
+        return tuple(input_shape[:-1]) + (channels,)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class FadeIn(keras.layers.Layer):
+    """lerp(old, new, alpha): blends the previous stage's path into the new one.
+
+    `alpha` is a non-trainable float32 variable (saved in checkpoints) that the
+    trainer assigns as images are seen: 0 is the old network, 1 the new one.
+
+    Args:
+      alpha: initial alpha in [0, 1].
+    """
+
+    def __init__(self, alpha=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.initial_alpha = float(alpha)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            name="alpha", shape=(), initializer=keras.initializers.Constant(self.initial_alpha),
+            trainable=False, dtype="float32")
+
+    def call(self, inputs):
+        old, new = inputs
+        alpha = tf.cast(self.alpha, new.dtype)
+        return old + (new - old) * alpha
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        # Export alpha's current value so a saved model reloads exactly as it computes.
+        return {**super().get_config(), "alpha": float(self.alpha.numpy()) if self.built else self.initial_alpha}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class Upsample2D(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer factor.
+
+    Args:
+      factor: scale factor (2 between stages).
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("factor", factor)
+        self.factor = factor
+
+    def call(self, x):
+        return upsample(x, self.factor)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class Downsample2D(keras.layers.Layer):
+    """Box-filter (average-pool) downsampling by an integer factor.
+
+    Args:
+      factor: scale factor (2 between stages).
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("factor", factor)
+        self.factor = factor
+
+    def call(self, x):
+        return downsample(x, self.factor)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else h // self.factor, None if w is None else w // self.factor, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def upsample(x, factor=2):
+    """Nearest-neighbour upsampling of [N, H, W, C] by `factor`."""
+    if factor == 1:
+        return x
+    shape = tf.shape(x)
+    n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    x = tf.reshape(x, [n, h, 1, w, 1, c])
+    x = tf.tile(x, [1, 1, factor, 1, factor, 1])  # [N, H, f, W, f, C]
+    return tf.reshape(x, [n, h * factor, w * factor, c])
+
+
+def downsample(x, factor=2):
+    """Average pooling of [N, H, W, C] over factor x factor blocks."""
+    if factor == 1:
+        return x
+    return tf.nn.avg_pool2d(x, ksize=factor, strides=factor, padding="VALID")
+
+
+def fade_reals(reals, alpha):
+    """Blur real images the way the generator's output is faded in (paper §A.1).
+
+    Args:
+      reals: [N, R, R, C] images at the current resolution.
+      alpha: fade-in progress in [0, 1] (scalar).
+
+    Returns:
+      lerp(upsample(downsample(reals)), reals, alpha), so the critic never sees
+      sharper real images than the generator can make.
+    """
+    low = upsample(downsample(reals))
+    return low + (reals - low) * tf.cast(alpha, reals.dtype)

@@ -1,0 +1,236 @@
+"""Generator and discriminator of one stage, built as plain functional Keras models.
+
+Each stage (resolution R, fading or stable) is its own model; layer names carry the
+resolution (`g_block_32_conv1`, `g_torgb_16`, `d_fromrgb_64`), and `grow_weights`
+copies every weight whose layer exists in both the old and the new model. At
+alpha = 0 a fading model computes exactly what the previous stage's model did.
+"""
+import dataclasses
+import math
+
+import keras
+
+from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, MinibatchStdDev, PixelNorm, Upsample2D,
+                              WeightScaledConv2D, WeightScaledDense)
+
+
+def is_power_of_two(value):
+    return isinstance(value, int) and value >= 1 and value & (value - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters; defaults are the paper's 1024x1024 networks.
+
+    Attributes:
+      resolution: final output resolution (power of two, >= 4).
+      num_channels: image channels (3 RGB, 1 grayscale).
+      latent_size: dimensionality of z.
+      fmap_base: feature-map count numerator: nf(stage) = fmap_base / 2**(stage * fmap_decay).
+      fmap_decay: log2 decrease of feature maps per stage.
+      fmap_max: cap on feature maps per layer.
+      mbstd_group_size: minibatch-stddev group size (0 disables the layer).
+      normalize_latents: PixelNorm on z before the first layer.
+      use_pixelnorm: PixelNorm after every generator conv.
+      leaky_slope: LeakyReLU negative slope.
+    """
+    resolution: int = 1024
+    num_channels: int = 3
+    latent_size: int = 512
+    fmap_base: int = 8192
+    fmap_decay: float = 1.0
+    fmap_max: int = 512
+    mbstd_group_size: int = 4
+    normalize_latents: bool = True
+    use_pixelnorm: bool = True
+    leaky_slope: float = 0.2
+
+    def __post_init__(self):
+        if not is_power_of_two(self.resolution) or self.resolution < 4:
+            raise ValueError(f"resolution must be a power of two >= 4, got {self.resolution}")
+        for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.mbstd_group_size < 0:
+            raise ValueError(f"mbstd_group_size must be >= 0, got {self.mbstd_group_size}")
+
+    def nf(self, stage):
+        """Feature maps at `stage` = log2(resolution) - 1."""
+        return min(int(self.fmap_base / 2.0 ** (stage * self.fmap_decay)), self.fmap_max)
+
+    @property
+    def resolutions(self):
+        """Every training resolution, 4 .. resolution."""
+        return [2 ** k for k in range(2, int(math.log2(self.resolution)) + 1)]
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+
+def _stage(resolution):
+    return int(math.log2(resolution)) - 1
+
+
+def _check_resolution(config, resolution):
+    if resolution not in config.resolutions:
+        raise ValueError(f"resolution {resolution} is not a stage of this network; "
+                         f"choose one of {config.resolutions}")
+
+
+def _act(config, name):
+    return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=name)
+
+
+def _g_conv(config, x, filters, name):
+    """conv3x3 -> LeakyReLU -> PixelNorm, the generator's unit."""
+    x = WeightScaledConv2D(filters, 3, name=name)(x)
+    x = _act(config, f"{name}_act")(x)
+    return PixelNorm(name=f"{name}_norm")(x) if config.use_pixelnorm else x
+
+
+def _torgb(config, x, resolution):
+    return WeightScaledConv2D(config.num_channels, 1, gain=1.0, name=f"g_torgb_{resolution}")(x)
+
+
+def build_generator(config, resolution, fading=False):
+    """The generator of one stage.
+
+    Args:
+      config: NetworkConfig.
+      resolution: output resolution of this stage (4 .. config.resolution).
+      fading: if True, the output blends the upsampled previous-stage image into this
+        stage's image through a `FadeIn` layer named "g_fade" (alpha starts at 0).
+
+    Returns:
+      keras.Model latents float32 [N, latent_size] -> images float32 [N, R, R, C], ~[-1, 1].
+    """
+    _check_resolution(config, resolution)
+    if fading and resolution == 4:
+        raise ValueError("the 4x4 stage has no previous stage to fade from")
+    latents = keras.Input((config.latent_size,), name="latents")
+    x = PixelNorm(name="g_latent_norm")(latents) if config.normalize_latents else latents
+    # The first layer is a dense to 4x4xnf (a 4x4 conv on a 1x1 input); gain sqrt(2)/4 as in the official code.
+    x = WeightScaledDense(16 * config.nf(1), gain=SQRT2 / 4, target_shape=(4, 4, config.nf(1)),
+                          name="g_block_4_dense")(x)
+    x = _act(config, "g_block_4_dense_act")(x)
+    x = PixelNorm(name="g_block_4_dense_norm")(x) if config.use_pixelnorm else x
+    x = _g_conv(config, x, config.nf(1), "g_block_4_conv")  # [N, 4, 4, nf]
+    h_old = None
+    for res in config.resolutions[1:config.resolutions.index(resolution) + 1]:
+        h_old = x
+        x = Upsample2D(name=f"g_block_{res}_up")(x)
+        x = _g_conv(config, x, config.nf(_stage(res)), f"g_block_{res}_conv0")
+        x = _g_conv(config, x, config.nf(_stage(res)), f"g_block_{res}_conv1")  # [N, res, res, nf]
+    images = _torgb(config, x, resolution)
+    if fading:
+        old = _torgb(config, h_old, resolution // 2)
+        old = Upsample2D(name="g_fade_up")(old)
+        images = FadeIn(name="g_fade")([old, images])
+    # The boundary is float32 whatever the layers' mixed-precision policy.
+    images = keras.layers.Activation("linear", dtype="float32", name="g_images")(images)
+    return keras.Model(latents, images, name=f"generator_{resolution}{'_fade' if fading else ''}")
+
+
+def _fromrgb(config, x, resolution):
+    x = WeightScaledConv2D(config.nf(_stage(resolution)), 1, name=f"d_fromrgb_{resolution}")(x)
+    return _act(config, f"d_fromrgb_{resolution}_act")(x)
+
+
+def _d_conv(config, x, filters, name):
+    x = WeightScaledConv2D(filters, 3, name=name)(x)
+    return _act(config, f"{name}_act")(x)
+
+
+def build_discriminator(config, resolution, fading=False):
+    """The discriminator (critic) of one stage, the generator's mirror image.
+
+    Args:
+      config: NetworkConfig.
+      resolution: input resolution of this stage.
+      fading: if True, blend fromRGB of the 2x2-averaged input (the previous stage's
+        path) with this stage's first block through a `FadeIn` named "d_fade".
+
+    Returns:
+      keras.Model images float32 [N, R, R, C] -> scores float32 [N, 1].
+    """
+    _check_resolution(config, resolution)
+    if fading and resolution == 4:
+        raise ValueError("the 4x4 stage has no previous stage to fade from")
+    images = keras.Input((resolution, resolution, config.num_channels), name="images")
+    x = _fromrgb(config, images, resolution)
+    for res in reversed(config.resolutions[1:config.resolutions.index(resolution) + 1]):
+        x = _d_conv(config, x, config.nf(_stage(res)), f"d_block_{res}_conv0")
+        x = _d_conv(config, x, config.nf(_stage(res) - 1), f"d_block_{res}_conv1")
+        x = Downsample2D(name=f"d_block_{res}_down")(x)  # [N, res/2, res/2, nf]
+        if fading and res == resolution:
+            old = Downsample2D(name="d_fade_down")(images)
+            old = _fromrgb(config, old, resolution // 2)
+            x = FadeIn(name="d_fade")([old, x])
+    if config.mbstd_group_size:
+        x = MinibatchStdDev(config.mbstd_group_size, name="d_block_4_mbstd")(x)  # [N, 4, 4, nf + 1]
+    x = _d_conv(config, x, config.nf(1), "d_block_4_conv")
+    x = WeightScaledDense(config.nf(0), name="d_block_4_dense0")(x)
+    x = _act(config, "d_block_4_dense0_act")(x)
+    x = WeightScaledDense(1, gain=1.0, name="d_block_4_dense1")(x)
+    scores = keras.layers.Activation("linear", dtype="float32", name="d_scores")(x)
+    return keras.Model(images, scores, name=f"discriminator_{resolution}{'_fade' if fading else ''}")
+
+
+def fade_layers(model):
+    """The FadeIn layers of a model (empty for a stable-phase model)."""
+    return [layer for layer in model.layers if isinstance(layer, FadeIn)]
+
+
+def set_alpha(model, alpha):
+    """Assign the fade-in alpha of every FadeIn layer in `model`."""
+    for layer in fade_layers(model):
+        layer.alpha.assign(alpha)
+
+
+def grow_weights(old, new):
+    """Copy every weight of `old` into the layer of the same name in `new`.
+
+    Layers only in `new` keep their fresh initialisation and must belong to the new
+    model's own resolution (its new block and toRGB/fromRGB); layers only in `old`
+    (the previous stage's toRGB/fromRGB after the fade) are dropped. FadeIn alphas
+    are not copied: the new model's alpha belongs to its own phase.
+
+    Args:
+      old: model of the previous phase.
+      new: model of the next phase, same config.
+
+    Returns:
+      Names of the layers whose weights were copied.
+
+    Raises:
+      ValueError: a shared layer's weights differ in shape, or a layer of a lower
+        resolution has no source in `old` (the models do not belong together).
+    """
+    new_layers = {layer.name: layer for layer in new.layers}
+    copied = []
+    for layer in old.layers:
+        target = new_layers.get(layer.name)
+        if target is None or not layer.weights or isinstance(layer, FadeIn):
+            continue
+        for src, dst in zip(layer.weights, target.weights):
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"cannot grow layer {layer.name!r}: weight {src.name} has shape "
+                                 f"{tuple(src.shape)} in the old model but {tuple(dst.shape)} in the new one")
+            dst.assign(src)
+        copied.append(layer.name)
+    resolution = new.output_shape[1] if new.name.startswith("generator") else new.input_shape[1]
+    missing = [layer.name for layer in new.layers if layer.weights and not isinstance(layer, FadeIn)
+               and layer.name not in copied and not _belongs_to(layer.name, resolution)]
+    if missing:
+        raise ValueError(f"cannot grow {old.name!r} into {new.name!r}: layers {missing} have no "
+                         f"weights to copy; both models must come from the same NetworkConfig")
+    return copied
+
+
+def _belongs_to(layer_name, resolution):
+    """True for layers introduced at `resolution` (`g_block_32_conv0`, `d_fromrgb_32`)."""
+    return f"_{resolution}_" in layer_name or layer_name.endswith(f"_{resolution}")
