@@ -10,6 +10,7 @@ CORE = [
     "pillow>=10.0",
     "absl-py>=2.0",
     "scikit-image>=0.22",
+    "tensorboard>=2.16",  # tf.summary needs it; the TF wheels no longer pull it in
 ]
 
 setup(

@@ -140,10 +140,12 @@ class PixelNorm(keras.layers.Layer):
 class MinibatchStdDev(keras.layers.Layer):
     """Appends one feature map: the average standard deviation within each minibatch group.
 
-    The batch is split into groups of min(group_size, N); sample i belongs to group
-    i mod (N / group size), as in the official code. For each group the std over its
-    members is taken per feature and pixel, averaged to one scalar, and broadcast as
-    an extra channel to that group's members.
+    The batch is split into groups of min(group_size, N) consecutive samples (the
+    official code interleaves them instead; for a shuffled batch that is the same
+    statistic, and consecutive groups make the result independent of how a global
+    batch is split across replicas). For each group the std over its members is
+    taken per feature and pixel, averaged to one scalar, and broadcast as an extra
+    channel to that group's members.
 
     Args:
       group_size: group size (4 in the paper); must divide the per-replica batch
@@ -164,11 +166,12 @@ class MinibatchStdDev(keras.layers.Layer):
         tf.debugging.assert_equal(
             n % group, 0, message=f"MinibatchStdDev: the per-replica batch must be divisible by the "
                                   f"group size {self.group_size}; change the batch size or --mbstd_group_size")
-        y = tf.reshape(tf.cast(x, tf.float32), [group, -1, h, w, c])  # [G, M, H, W, C]
-        y = y - tf.reduce_mean(y, axis=0, keepdims=True)
-        y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + self.epsilon)  # [M, H, W, C]
+        y = tf.reshape(tf.cast(x, tf.float32), [-1, group, h, w, c])  # [M, G, H, W, C]
+        y = y - tf.reduce_mean(y, axis=1, keepdims=True)
+        y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + self.epsilon)  # [M, H, W, C]
         y = tf.reduce_mean(y, axis=[1, 2, 3])  # [M]
-        y = tf.tile(tf.reshape(y, [-1, 1, 1, 1]), [group, h, w, 1])  # [N, H, W, 1]
+        y = tf.repeat(y, group)  # [N]: each group's value for each of its members
+        y = tf.tile(tf.reshape(y, [-1, 1, 1, 1]), [1, h, w, 1])  # [N, H, W, 1]
         return tf.concat([x, tf.cast(y, x.dtype)], axis=-1)  # [N, H, W, C + 1]
 
     def compute_output_shape(self, input_shape):
@@ -204,7 +207,8 @@ class FadeIn(keras.layers.Layer):
     def call(self, inputs):
         old, new = inputs
         alpha = tf.cast(self.alpha, new.dtype)
-        return old + (new - old) * alpha
+        # This form (not old + (new - old) * alpha) is exactly `old` at 0 and exactly `new` at 1.
+        return old * (1.0 - alpha) + new * alpha
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]
@@ -292,4 +296,5 @@ def fade_reals(reals, alpha):
       sharper real images than the generator can make.
     """
     low = upsample(downsample(reals))
-    return low + (reals - low) * tf.cast(alpha, reals.dtype)
+    alpha = tf.cast(alpha, reals.dtype)
+    return low * (1.0 - alpha) + reals * alpha

@@ -7,8 +7,10 @@ alpha = 0 a fading model computes exactly what the previous stage's model did.
 """
 import dataclasses
 import math
+import zlib
 
 import keras
+import tensorflow as tf
 
 from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, MinibatchStdDev, PixelNorm, Upsample2D,
                               WeightScaledConv2D, WeightScaledDense)
@@ -189,6 +191,28 @@ def set_alpha(model, alpha):
     """Assign the fade-in alpha of every FadeIn layer in `model`."""
     for layer in fade_layers(model):
         layer.alpha.assign(alpha)
+
+
+def initialize_weights(model, seed):
+    """Re-draw every kernel N(0, 1) and zero every bias, reproducibly.
+
+    Each weight's values depend only on (seed, layer name, weight name), so a layer
+    starts identically however many models were built before it, and a run started
+    twice with the same seed starts from the same weights.
+
+    Args:
+      model: a generator or discriminator.
+      seed: integer seed.
+    """
+    for layer in model.layers:
+        if isinstance(layer, FadeIn):
+            continue
+        for weight in layer.weights:
+            if weight.name == "bias":
+                weight.assign(tf.zeros(weight.shape, weight.dtype))
+            else:
+                key = zlib.crc32(f"{layer.name}/{weight.name}".encode())
+                weight.assign(tf.random.stateless_normal(weight.shape, seed=[seed, key], dtype=weight.dtype))
 
 
 def grow_weights(old, new):

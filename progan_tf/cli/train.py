@@ -1,0 +1,159 @@
+"""progan-train: train a progressive GAN.
+
+  progan-train --flagfile=configs/demo.flags
+  progan-train --data_dir=datasets/celeba_hq --flagfile=configs/celeba_hq_1024.flags
+
+Re-running the same command resumes from the run's newest checkpoint.
+"""
+import dataclasses
+import json
+import os
+
+from absl import app, flags, logging
+
+from progan_tf.cli.common import UsageError, fail, parse_int_map, split_cpu
+
+PROGRAM = "progan-train"
+
+# Run and data.
+flags.DEFINE_string("run_dir", "runs/progan", "Run directory: checkpoints, samples, logs, final export.")
+flags.DEFINE_string("data_dir", "", "Prepared dataset (progan-prepare); empty = the embedded synthetic shapes.")
+flags.DEFINE_integer("synthetic_images", 4096, "Number of embedded synthetic images when --data_dir is empty.")
+flags.DEFINE_boolean("mirror", False, "Random left-right flips of the training images.")
+flags.DEFINE_integer("seed", 0, "Seed of latents, penalty interpolation and data order.")
+# Network (paper defaults for 1024x1024).
+flags.DEFINE_integer("resolution", 1024, "Final resolution, a power of two >= 4.")
+flags.DEFINE_integer("num_channels", 3, "Image channels.")
+flags.DEFINE_integer("latent_size", 512, "Size of the latent vector z.")
+flags.DEFINE_integer("fmap_base", 8192, "Feature maps: nf(stage) = min(fmap_base / 2**(stage*fmap_decay), fmap_max).")
+flags.DEFINE_float("fmap_decay", 1.0, "Feature-map decay per stage (log2).")
+flags.DEFINE_integer("fmap_max", 512, "Maximum feature maps per layer.")
+flags.DEFINE_integer("mbstd_group_size", 4, "Minibatch-stddev group size (0 disables it).")
+# Schedule.
+flags.DEFINE_float("fade_kimg", 600, "Thousands of images per fade-in phase.")
+flags.DEFINE_float("stable_kimg", 600, "Thousands of images per stable phase.")
+flags.DEFINE_float("total_kimg", 12000, "Thousands of images in all; the last stable phase takes the rest. "
+                   "0 = every phase its normal length.")
+flags.DEFINE_string("batch_sizes", "4:128,8:128,16:128,32:64,64:32,128:16,256:8,512:4,1024:4",
+                    "Global minibatch per resolution, 'res:batch,...'.")
+flags.DEFINE_integer("default_batch", 16, "Minibatch for resolutions not in --batch_sizes.")
+flags.DEFINE_float("learning_rate", 0.001, "Adam learning rate.")
+flags.DEFINE_string("learning_rates", "1024:0.0015", "Per-resolution learning rates, 'res:lr,...'.")
+# Loss and optimiser.
+flags.DEFINE_string("loss", "wgan_gp", "wgan_gp | lsgan | logistic.")
+flags.DEFINE_float("gp_lambda", 10.0, "WGAN-GP gradient-penalty weight.")
+flags.DEFINE_float("drift", 0.001, "WGAN-GP drift weight on D(real)^2.")
+flags.DEFINE_float("r1_gamma", 10.0, "R1 penalty weight for --loss=logistic.")
+flags.DEFINE_float("adam_beta1", 0.0, "Adam beta1.")
+flags.DEFINE_float("adam_beta2", 0.99, "Adam beta2.")
+flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon.")
+flags.DEFINE_float("g_ema_beta", 0.999, "Decay of the generator moving average Gs.")
+# Devices and speed.
+flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. GPU:0,GPU:1 (default: all GPUs, or the CPU).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try multi-device runs).")
+flags.DEFINE_string("precision", "float32", "float32 | mixed_float16 | mixed_bfloat16.")
+flags.DEFINE_boolean("xla", False, "XLA-compile the step (single device only).")
+flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism (bit-exact reruns, slower).")
+# Output.
+flags.DEFINE_float("tick_kimg", 160, "Thousands of images between progress lines and sample grids.")
+flags.DEFINE_float("checkpoint_kimg", 1000, "Thousands of images between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept on disk (at least 2).")
+flags.DEFINE_integer("grid_size", 64, "Fixed-latent samples per grid.")
+flags.DEFINE_boolean("dry_run", False, "Validate the options, print them as JSON and exit.")
+
+FLAGS = flags.FLAGS
+
+
+def options_from_flags(f):
+    """Turn flags into (NetworkConfig, Schedule, TrainConfig), validating every value.
+
+    Raises:
+      UsageError: a one-line message naming the bad flag.
+    """
+    from progan_tf.networks import NetworkConfig, is_power_of_two
+    from progan_tf.schedule import Schedule
+    from progan_tf.training.trainer import TrainConfig
+
+    if not is_power_of_two(f.resolution) or f.resolution < 4:
+        raise UsageError(f"--resolution={f.resolution} is not a power of two >= 4 (try 32, 256 or 1024)")
+    batch_sizes = parse_int_map("batch_sizes", f.batch_sizes)
+    bad = [r for r in batch_sizes if not is_power_of_two(r) or r < 4]
+    if bad:
+        raise UsageError(f"--batch_sizes names resolutions {bad} that are not powers of two >= 4")
+    if any(b < 1 for b in batch_sizes.values()):
+        raise UsageError(f"--batch_sizes must be positive, got {f.batch_sizes!r}")
+    for name in ("fade_kimg", "stable_kimg", "tick_kimg", "checkpoint_kimg", "learning_rate"):
+        if getattr(f, name) <= 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(f, name)}")
+    if f.cpu_devices < 0 or f.synthetic_images < 1 or f.grid_size < 1:
+        raise UsageError("--cpu_devices must be >= 0, --synthetic_images and --grid_size >= 1")
+    if f.data_dir and not os.path.isdir(f.data_dir):
+        raise UsageError(f"--data_dir={f.data_dir} does not exist; prepare it with progan-prepare")
+    try:
+        network = NetworkConfig(resolution=f.resolution, num_channels=f.num_channels, latent_size=f.latent_size,
+                                fmap_base=f.fmap_base, fmap_decay=f.fmap_decay, fmap_max=f.fmap_max,
+                                mbstd_group_size=f.mbstd_group_size)
+        schedule = Schedule(max_resolution=f.resolution, fade_kimg=f.fade_kimg, stable_kimg=f.stable_kimg,
+                            total_kimg=f.total_kimg or None, batch_sizes=batch_sizes,
+                            learning_rates=parse_int_map("learning_rates", f.learning_rates, float),
+                            default_batch=f.default_batch, base_lr=f.learning_rate)
+        schedule.phases()  # checks total_kimg against the phases
+        train = TrainConfig(run_dir=f.run_dir, loss=f.loss, gp_lambda=f.gp_lambda, drift=f.drift,
+                            r1_gamma=f.r1_gamma, adam_beta1=f.adam_beta1, adam_beta2=f.adam_beta2,
+                            adam_epsilon=f.adam_epsilon, g_ema_beta=f.g_ema_beta, mirror=f.mirror, seed=f.seed,
+                            tick_kimg=f.tick_kimg, checkpoint_kimg=f.checkpoint_kimg,
+                            keep_checkpoints=f.keep_checkpoints, precision=f.precision, jit_compile=f.xla,
+                            grid_size=f.grid_size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return network, schedule, train
+
+
+def make_source(f, network):
+    """The training images: a prepared dataset or the embedded synthetic set."""
+    if f.data_dir:
+        from progan_tf.data.pipeline import open_source
+        return open_source(f.data_dir)
+    from progan_tf.data.pipeline import ArraySource
+    from progan_tf.data.synthetic import synthetic_images
+    print(f"generating {f.synthetic_images} embedded synthetic images at {network.resolution}x{network.resolution}")
+    return ArraySource(synthetic_images(f.synthetic_images, network.resolution, seed=f.seed)[0], name="synthetic")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        fail(PROGRAM, f"unexpected arguments {argv[1:]}; every option is a --flag")
+    try:
+        network, schedule, train = options_from_flags(FLAGS)
+        if FLAGS.cpu_devices:
+            split_cpu(FLAGS.cpu_devices)
+        import keras
+        import tensorflow as tf
+        from progan_tf.training import trainer
+        if FLAGS.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        strategy = trainer.make_strategy(FLAGS.devices)
+        trainer.validate(network, schedule, train, strategy.num_replicas_in_sync)
+        if FLAGS.dry_run:
+            print(json.dumps({"network": network.to_dict(), "schedule": dataclasses.asdict(schedule),
+                              "train": dataclasses.asdict(train),
+                              "replicas": strategy.num_replicas_in_sync}, indent=2))
+            return
+        if train.precision != "float32":
+            keras.mixed_precision.set_dtype_policy(train.precision)
+        source = make_source(FLAGS, network)
+        run = trainer.Trainer(network, schedule, train, source, strategy)
+    except (UsageError, ValueError) as e:
+        fail(PROGRAM, str(e))
+    state = run.train()
+    print(f"done: {state['images_seen'] / 1000:.1f} kimg at {state['resolution']}x{state['resolution']}; "
+          f"samples in {os.path.join(train.run_dir, 'samples')}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

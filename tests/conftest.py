@@ -1,0 +1,21 @@
+"""Test session setup: two logical CPU devices, so 2-replica strategies run on one CPU.
+
+This must happen before TensorFlow initialises its devices, i.e. at conftest import.
+Strategies that do not name devices still use one device, so other tests are unaffected.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    # Keras 3 on NumPy 2 warns inside its own code on every model call; not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")

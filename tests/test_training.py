@@ -1,0 +1,175 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from progan_tf.data.pipeline import ArraySource
+from progan_tf.data.synthetic import synthetic_images
+from progan_tf.networks import NetworkConfig
+from progan_tf.schedule import Schedule
+from progan_tf.training.checkpoint import load_generator, read_state
+from progan_tf.training.trainer import TrainConfig, Trainer, validate
+
+NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
+SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.064, stable_kimg=0.064, total_kimg=None,
+                    batch_sizes={4: 8, 8: 8})
+SOURCE = ArraySource(synthetic_images(64, 8)[0])
+
+
+def _fixed_weights(models, seed):
+    rng = np.random.default_rng(seed)
+    for model in models:
+        for w in model.weights:
+            if "alpha" not in w.name:
+                w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.1 if "bias" in w.name else 1.0))
+
+
+_STRATEGIES = {}
+
+
+def _strategy(*devices):
+    # One strategy per device set and process: fresh MirroredStrategies over the same
+    # devices restart collective instance keys and collide with the previous ones.
+    if devices not in _STRATEGIES:
+        _STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _STRATEGIES[devices]
+
+
+def _run_steps(devices, run_dir, fading):
+    strategy = _strategy(*devices)
+    trainer = Trainer(NET, SCHEDULE, TrainConfig(run_dir=str(run_dir), g_ema_beta=0.9), SOURCE, strategy,
+                      print_fn=lambda *_: None)
+    phase = SCHEDULE.phases()[1 if fading else 0]
+    m = trainer.build_phase(phase)
+    _fixed_weights([m.G, m.D], seed=7)
+    m.Gs.set_weights(m.G.get_weights())
+    step = trainer.make_train_step(m)
+    reals = np.random.default_rng(8).uniform(-1, 1, (3, 8, phase.resolution, phase.resolution, 3))
+    per_replica = 8 // len(devices)
+    losses = []
+    for i in range(3):
+        batch = tf.constant(reals[i], tf.float32)
+        dist = strategy.experimental_distribute_values_from_function(
+            lambda ctx: batch[ctx.replica_id_in_sync_group * per_replica:(ctx.replica_id_in_sync_group + 1)
+                              * per_replica])
+        losses.append([float(v) for v in step(dist, tf.constant(i, tf.int64), tf.constant(0.3 + 0.2 * i))])
+    assert step.experimental_get_tracing_count() == 1  # no retracing from step to step
+    return losses, [w.numpy() for model in (m.G, m.D, m.Gs) for w in model.weights]
+
+
+@pytest.mark.parametrize("fading", [False, True])
+def test_two_replica_step_equals_one_replica_step(tmp_path, fading):
+    assert len(tf.config.list_logical_devices("CPU")) == 2, "conftest splits the CPU in two"
+    losses1, weights1 = _run_steps(["/cpu:0"], tmp_path / "one", fading)
+    losses2, weights2 = _run_steps(["/cpu:0", "/cpu:1"], tmp_path / "two", fading)
+    np.testing.assert_allclose(losses2, losses1, rtol=1e-4, atol=1e-5)
+    assert len(weights1) == len(weights2)
+    for w1, w2 in zip(weights1, weights2):
+        np.testing.assert_allclose(w2, w1, rtol=1e-4, atol=1e-5)
+    assert all(np.isfinite(losses1).ravel())
+
+
+def test_tiny_run_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    lines = []
+    config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, checkpoint_kimg=0.096, grid_size=4)
+    state = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"),
+                    print_fn=lines.append).train()
+    assert state["images_seen"] == SCHEDULE.total_images == 192
+    assert (state["resolution"], state["phase"], state["phase_index"]) == (8, "stable", 2)
+    assert read_state(str(run_dir))["images_seen"] == 192
+    ticks = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    assert [t["kimg"] for t in ticks] == [0.032, 0.064, 0.096, 0.128, 0.16, 0.192]
+    assert [t["alpha"] for t in ticks[2:4]] == [0.5, 1.0] and all(np.isfinite(t["loss/D"]) for t in ticks)
+    assert sorted(os.listdir(run_dir / "samples"))[-1] == "reals.png"
+    assert len([f for f in os.listdir(run_dir / "samples") if f.startswith("fakes")]) == 6
+    assert any("8x8 fade" in line and "img/s" in line and "ETA" in line for line in lines)
+    gs, config_back, _ = load_generator(str(run_dir))
+    assert config_back == NET and gs.output_shape == (None, 8, 8, 3)
+
+
+def test_mixed_precision_steps_are_finite(tmp_path):
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        keras.mixed_precision.set_dtype_policy(policy)
+        try:
+            config = TrainConfig(run_dir=str(tmp_path / policy), precision=policy, tick_kimg=0.064, grid_size=4)
+            lines = []
+            trainer = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"),
+                              print_fn=lines.append)
+            trainer.train(stop_at_images=96)
+            assert trainer.models.G.layers[-2].compute_dtype == policy.split("_")[1]
+        finally:
+            keras.mixed_precision.set_dtype_policy("float32")
+        ticks = [json.loads(line) for line in open(tmp_path / policy / "metrics.jsonl")]
+        assert all(np.isfinite(t["loss/D"]) and np.isfinite(t["loss/G"]) for t in ticks)
+
+
+def test_validation_names_the_option():
+    config = TrainConfig(run_dir="unused")
+    with pytest.raises(ValueError, match="not divisible by the 3 replicas"):
+        validate(NET, SCHEDULE, config, num_replicas=3)
+    odd = Schedule(max_resolution=8, batch_sizes={4: 12, 8: 12}, total_kimg=None)
+    with pytest.raises(ValueError, match="mbstd_group_size=8"):
+        validate(NetworkConfig(resolution=8, mbstd_group_size=8), odd, config, num_replicas=1)
+    with pytest.raises(ValueError, match="--loss='hinge'"):
+        validate(NET, SCHEDULE, TrainConfig(run_dir="x", loss="hinge"), 1)
+    with pytest.raises(ValueError, match="3 channels but --num_channels=1"):
+        validate(NetworkConfig(resolution=8, num_channels=1), SCHEDULE, config, 1, SOURCE)
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
+    from progan_tf.data.pipeline import ArraySource
+    from progan_tf.data.synthetic import synthetic_images
+    from progan_tf.networks import NetworkConfig
+    from progan_tf.schedule import Schedule
+    from progan_tf.training.trainer import TrainConfig, Trainer
+
+    net = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
+    schedule = Schedule(max_resolution=8, fade_kimg=0.128, stable_kimg=0.064, total_kimg=None,
+                        batch_sizes={4: 8, 8: 8})
+    source = ArraySource(synthetic_images(40, 8)[0])
+
+    def trainer(run_dir):
+        config = TrainConfig(run_dir=run_dir, mirror=True, tick_kimg=0.04, checkpoint_kimg=1, grid_size=4)
+        return Trainer(net, schedule, config, source, print_fn=lambda *_: None)
+
+    def weights(t):
+        return [w.numpy() for model in (t.models.G, t.models.D, t.models.Gs) for w in model.weights] + \\
+               [v.numpy() for opt in (t.models.g_opt, t.models.d_opt) for v in opt.variables]
+
+    out = {}
+    full = trainer(sys.argv[1] + "/full")
+    out["full"] = full.train()
+    first = trainer(sys.argv[1] + "/split")
+    out["stopped"] = first.train(stop_at_images=112)  # mid-fade: the fade is images 64..192
+    resumed = trainer(sys.argv[1] + "/split")
+    out["resumed"] = resumed.train()
+    a, b = weights(full), weights(resumed)
+    out["same_count"] = len(a) == len(b)
+    out["max_diff"] = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+    print(json.dumps(out))
+""")
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["stopped"]["phase"] == "fade" and 0 < out["stopped"]["alpha"] < 1
+    assert out["stopped"]["images_seen"] == 112
+    for key in ("images_seen", "step", "phase_index", "alpha", "resolution"):
+        assert out["resumed"][key] == out["full"][key], key
+    assert out["full"]["images_seen"] == 256
+    assert out["same_count"] and out["max_diff"] == 0.0
