@@ -59,6 +59,8 @@ flags.DEFINE_float("tick_kimg", 160, "Thousands of images between progress lines
 flags.DEFINE_float("checkpoint_kimg", 1000, "Thousands of images between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept on disk (at least 2).")
 flags.DEFINE_integer("grid_size", 64, "Fixed-latent samples per grid.")
+flags.DEFINE_float("stop_at_kimg", 0, "Stop with a checkpoint once this many kimg are reached (0 = train to the "
+                   "end); run again without it to continue, e.g. under a job time limit.")
 flags.DEFINE_boolean("dry_run", False, "Validate the options, print them as JSON and exit.")
 
 FLAGS = flags.FLAGS
@@ -82,6 +84,8 @@ def options_from_flags(f):
         raise UsageError(f"--batch_sizes names resolutions {bad} that are not powers of two >= 4")
     if any(b < 1 for b in batch_sizes.values()):
         raise UsageError(f"--batch_sizes must be positive, got {f.batch_sizes!r}")
+    if f.stop_at_kimg < 0:
+        raise UsageError(f"--stop_at_kimg must be >= 0, got {f.stop_at_kimg}")
     for name in ("fade_kimg", "stable_kimg", "tick_kimg", "checkpoint_kimg", "learning_rate"):
         if getattr(f, name) <= 0:
             raise UsageError(f"--{name} must be positive, got {getattr(f, name)}")
@@ -146,7 +150,7 @@ def main(argv):
         run = trainer.Trainer(network, schedule, train, source, strategy)
     except (UsageError, ValueError) as e:
         fail(PROGRAM, str(e))
-    state = run.train()
+    state = run.train(stop_at_images=int(FLAGS.stop_at_kimg * 1000) or None)
     print(f"done: {state['images_seen'] / 1000:.1f} kimg at {state['resolution']}x{state['resolution']}; "
           f"samples in {os.path.join(train.run_dir, 'samples')}")
 
