@@ -218,52 +218,53 @@ class FadeIn(keras.layers.Layer):
         return {**super().get_config(), "alpha": float(self.alpha.numpy()) if self.built else self.initial_alpha}
 
 
+class _Resample2D(keras.layers.Layer):
+    """Shared shape of Upsample2D / Downsample2D: an integer factor and a resampling op."""
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        _check_positive_int("factor", factor)
+        self.factor = factor
+
+    def _size(self, size):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else self._size(h), None if w is None else self._size(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 @keras.saving.register_keras_serializable(package="progan")
-class Upsample2D(keras.layers.Layer):
+class Upsample2D(_Resample2D):
     """Nearest-neighbour upsampling by an integer factor.
 
     Args:
       factor: scale factor (2 between stages).
     """
 
-    def __init__(self, factor=2, **kwargs):
-        super().__init__(**kwargs)
-        _check_positive_int("factor", factor)
-        self.factor = factor
-
     def call(self, x):
         return upsample(x, self.factor)
 
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, None if h is None else h * self.factor, None if w is None else w * self.factor, c)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+    def _size(self, size):
+        return size * self.factor
 
 
 @keras.saving.register_keras_serializable(package="progan")
-class Downsample2D(keras.layers.Layer):
+class Downsample2D(_Resample2D):
     """Box-filter (average-pool) downsampling by an integer factor.
 
     Args:
       factor: scale factor (2 between stages).
     """
 
-    def __init__(self, factor=2, **kwargs):
-        super().__init__(**kwargs)
-        _check_positive_int("factor", factor)
-        self.factor = factor
-
     def call(self, x):
         return downsample(x, self.factor)
 
-    def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, None if h is None else h // self.factor, None if w is None else w // self.factor, c)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+    def _size(self, size):
+        return size // self.factor
 
 
 def upsample(x, factor=2):
