@@ -93,6 +93,11 @@ def test_tiny_run_end_to_end(tmp_path):
     assert any("8x8 fade" in line and "img/s" in line and "ETA" in line for line in lines)
     gs, config_back, _ = load_generator(str(run_dir))
     assert config_back == NET and gs.output_shape == (None, 8, 8, 3)
+    # The finished run exported its Gs, which computes what the run's Gs computes.
+    final = tf.saved_model.load(str(run_dir / "final"))
+    z = np.random.default_rng(0).standard_normal((2, NET.latent_size)).astype(np.float32)
+    served = final.signatures["serving_default"](latents=tf.constant(z))["images"].numpy()
+    np.testing.assert_allclose(served, np.clip((gs(z).numpy() + 1.0) / 2.0, 0.0, 1.0), atol=1e-5)
 
 
 def test_mixed_precision_steps_are_finite(tmp_path):

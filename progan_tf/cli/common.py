@@ -32,3 +32,16 @@ def split_cpu(count):
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def run_app(program, main):
+    """`absl.app.run(main)`, except that a bad flag value is one line and exit code 2."""
+    from absl import app, flags
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(program, str(e))
+
+    app.run(main, flags_parser=parse)

@@ -9,9 +9,9 @@ import dataclasses
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from progan_tf.cli.common import UsageError, fail, parse_int_map, split_cpu
+from progan_tf.cli.common import UsageError, fail, parse_int_map, run_app, split_cpu
 
 PROGRAM = "progan-train"
 
@@ -156,7 +156,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_app(PROGRAM, main)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from progan_tf import losses, networks
+from progan_tf import export, losses, networks
 from progan_tf.layers import fade_reals
 from progan_tf.schedule import Schedule
 from progan_tf.training import checkpoint as ckpt
@@ -371,3 +371,12 @@ class Trainer:
         self._save(m, images_seen, step, phase_step)
         self.models = m
         self.result = self._state(m.phase, images_seen, step, phase_step)
+        if images_seen >= self.schedule.total_images and self.is_chief:
+            self._export_final(m, images_seen)
+
+    def _export_final(self, m, images_seen):
+        """Write the finished Gs to runs/<name>/final/ (SavedModel + generator.keras)."""
+        path = export.export_generator(
+            m.Gs, self.network, os.path.join(self.config.run_dir, "final"),
+            {"images_seen": images_seen, "run_dir": os.path.abspath(self.config.run_dir)}, overwrite=True)
+        self.print(f"exported Gs to {path}")

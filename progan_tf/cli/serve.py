@@ -1,0 +1,90 @@
+"""progan-serve: answer the TF Serving REST API for an exported generator.
+
+  progan-serve --model_base_path=export/models/celeba_hq --model_name=celeba_hq
+  curl http://127.0.0.1:8501/v1/models/celeba_hq
+  curl -d '{"signature_name": "generate_png", "instances": [1, 2]}' \\
+       -X POST http://127.0.0.1:8501/v1/models/celeba_hq:predict
+
+For development and small deployments; production serving is tensorflow/serving
+(export/README.md). New version directories are picked up without a restart.
+"""
+import os
+import re
+
+from absl import flags, logging
+
+from progan_tf import serving
+from progan_tf.cli.common import UsageError, fail, run_app
+
+PROGRAM = "progan-serve"
+
+flags.DEFINE_string("model_base_path", None, "Directory of integer version directories (required).")
+flags.DEFINE_string("model_name", "", "Model name in the URL; default the basename of --model_base_path.")
+flags.DEFINE_string("host", "127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network.")
+flags.DEFINE_integer("port", 8501, "REST port (TF Serving's default); 0 picks a free port.")
+flags.DEFINE_integer("max_batch_size", 64, "Largest batch accepted per :predict request.")
+flags.DEFINE_integer("max_request_bytes", 8 << 20, "Largest request body accepted, in bytes.")
+flags.DEFINE_float("file_system_poll_wait_seconds", 1.0,
+                   "Interval between scans for new versions (TF Serving's flag name); 0 disables the scan.")
+
+FLAGS = flags.FLAGS
+
+
+def options_from_flags(f):
+    """Validate the flags.
+
+    Returns:
+      (model_name, model_base_path).
+
+    Raises:
+      UsageError: a one-line message naming the bad flag.
+    """
+    if not f.model_base_path:
+        raise UsageError("--model_base_path is required (a directory of integer versions, e.g. export/models/<name>)")
+    if not os.path.isdir(f.model_base_path):
+        raise UsageError(f"--model_base_path={f.model_base_path} is not a directory")
+    name = f.model_name or os.path.basename(os.path.normpath(f.model_base_path))
+    if not re.fullmatch(r"[^/:?\s]+", name):
+        raise UsageError(f"--model_name={name!r} may not contain '/', ':', '?' or spaces")
+    if not 0 <= f.port <= 65535:
+        raise UsageError(f"--port={f.port} is not a TCP port (0..65535)")
+    if f.max_batch_size < 1:
+        raise UsageError(f"--max_batch_size={f.max_batch_size} must be at least 1")
+    if f.max_request_bytes < 1024:
+        raise UsageError(f"--max_request_bytes={f.max_request_bytes} must be at least 1024")
+    if f.file_system_poll_wait_seconds < 0:
+        raise UsageError(f"--file_system_poll_wait_seconds={f.file_system_poll_wait_seconds} must be >= 0")
+    return name, f.model_base_path
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(PROGRAM, f"unexpected arguments {argv[1:]}; every option is a --flag")
+    try:
+        name, base_path = options_from_flags(FLAGS)
+    except UsageError as e:
+        fail(PROGRAM, str(e))
+    logging.set_verbosity(logging.INFO)
+    repository = serving.ModelRepository(name, base_path)
+    server = serving.make_server(repository, FLAGS.host, FLAGS.port, FLAGS.max_batch_size,
+                                 FLAGS.max_request_bytes, FLAGS.file_system_poll_wait_seconds)
+    host, port = server.server_address[:2]
+    served = repository.version
+    print(f"serving model {name!r} from {base_path} "
+          f"({'version ' + str(served) if served else 'no version yet; waiting for one'}) "
+          f"at http://{host}:{port}/v1/models/{name}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+
+def run():
+    run_app(PROGRAM, main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,311 @@
+"""Export the EMA generator (Gs) as a SavedModel for TF Serving, plus `generator.keras`.
+
+An export is one directory (a TF Serving version directory `<base>/<version>/`, or a
+run's `final/`) holding:
+
+  saved_model.pb, variables/   signatures that need no Python code to load:
+      serving_default  latents float32 [N, latent_size] -> images    float32 [N, R, R, C] in [0, 1]
+      generate         seeds   int64   [N]              -> images    float32 [N, R, R, C] in [0, 1]
+      generate_png     seeds   int64   [N]              -> png_bytes string  [N]
+  assets/metadata.json         resolution, latent size, images seen, network config, ...
+  generator.keras              Gs itself (latents -> images in [-1, 1]) for
+                               `keras.models.load_model` after `import progan_tf`
+
+The directory is assembled under a temporary name beside its destination and renamed
+into place when complete, so TF Serving (which polls for integer directory names)
+never loads half an export.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+import progan_tf
+from progan_tf.training.checkpoint import load_generator
+
+METADATA_FILE = "metadata.json"
+KERAS_FILE = "generator.keras"
+SIGNATURES = ("serving_default", "generate", "generate_png")
+# The second word of every per-seed Philox key: a fixed stream id, so latents of seed s
+# never collide with other stateless draws keyed on the same seed elsewhere.
+_LATENT_STREAM = 0x5EED
+
+
+def seed_latents(seeds, latent_size):
+    """One standard-normal latent per seed, a pure function of (seed, latent_size).
+
+    The Philox algorithm is named explicitly: the default "auto" choice may differ
+    between CPU and GPU, and the exported `generate` signature must give every seed
+    the same image on any machine.
+
+    Args:
+      seeds: int64 tensor or array [N].
+      latent_size: length of each latent.
+
+    Returns:
+      float32 tensor [N, latent_size]; row i depends only on seeds[i].
+    """
+    seeds = tf.convert_to_tensor(seeds, tf.int64)
+
+    def one(seed):
+        key = tf.stack([seed, tf.constant(_LATENT_STREAM, tf.int64)])
+        return tf.random.stateless_normal([latent_size], key, alg=tf.random.Algorithm.PHILOX)
+
+    return tf.map_fn(one, seeds, fn_output_signature=tf.TensorSpec([latent_size], tf.float32))
+
+
+def to_unit_range(images):
+    """Generator output ~[-1, 1] -> float32 images clipped to [0, 1]."""
+    return tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def to_png(images):
+    """float32 images [N, H, W, C] in [0, 1] -> string [N] of PNG files (8 bits per channel)."""
+    pixels = tf.cast(tf.round(images * 255.0), tf.uint8)  # [N, H, W, C]
+    return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+class _ServingModule(tf.Module):
+    """The SavedModel's root object: Gs's variables, the metadata asset, three signatures."""
+
+    def __init__(self, gs, latent_size, metadata_path):
+        super().__init__(name="progan_generator")
+        self._gs = gs
+        # Listing the variables (as keras' own ExportArchive does) saves and restores every
+        # one of them as plain tf.Variables, whatever the SavedModel makes of Keras objects.
+        self.gs_variables = list(gs.variables)
+        self.metadata = tf.saved_model.Asset(metadata_path)
+        self._latent_size = latent_size
+
+        latents_spec = tf.TensorSpec([None, latent_size], tf.float32, name="latents")
+        seeds_spec = tf.TensorSpec([None], tf.int64, name="seeds")
+        self.serving_default = tf.function(self._images_from_latents, input_signature=[latents_spec])
+        self.generate = tf.function(self._images_from_seeds, input_signature=[seeds_spec])
+        self.generate_png = tf.function(self._png_from_seeds, input_signature=[seeds_spec])
+
+    def _images(self, latents):
+        return to_unit_range(self._gs(latents, training=False))  # [N, R, R, C]
+
+    def _images_from_latents(self, latents):
+        return {"images": self._images(latents)}
+
+    def _images_from_seeds(self, seeds):
+        return {"images": self._images(seed_latents(seeds, self._latent_size))}
+
+    def _png_from_seeds(self, seeds):
+        return {"png_bytes": to_png(self._images(seed_latents(seeds, self._latent_size)))}
+
+
+def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
+    """Write Gs as a SavedModel with three signatures and `generator.keras` into `export_dir`.
+
+    Args:
+      gs: stable-phase generator keras.Model, latents [N, latent_size] -> images [N, R, R, C].
+      network_config: the NetworkConfig Gs was built from.
+      export_dir: directory to create (e.g. `export/models/<name>/<version>` or
+        `runs/<name>/final`); its parent is created if needed.
+      metadata: JSON-serialisable dict stored in assets/metadata.json beside the
+        fields derived from Gs (e.g. {"images_seen": ..., "run_dir": ...}).
+      overwrite: replace an existing `export_dir` (the old one is removed only after
+        the new one is complete).
+
+    Returns:
+      The absolute path of `export_dir`.
+
+    Raises:
+      FileExistsError: `export_dir` exists and `overwrite` is False.
+      ValueError: Gs is a fading model or does not match `network_config`.
+    """
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(f"{export_dir} already exists; choose another version or directory")
+    if any(layer.name == "g_fade" for layer in gs.layers):
+        raise ValueError("export a stable-phase generator (build_generator(..., fading=False)); "
+                         f"{gs.name!r} still has its fade-in branch")
+    resolution, _, channels = gs.output_shape[1:]
+    if gs.input_shape[-1] != network_config.latent_size or channels != network_config.num_channels:
+        raise ValueError(f"{gs.name!r} (latents {gs.input_shape[-1]}, channels {channels}) does not match "
+                         f"the NetworkConfig (latent_size {network_config.latent_size}, "
+                         f"num_channels {network_config.num_channels})")
+    document = {
+        **metadata,
+        "resolution": int(resolution),
+        "latent_size": network_config.latent_size,
+        "num_channels": network_config.num_channels,
+        "network_config": network_config.to_dict(),
+        "signatures": list(SIGNATURES),
+        "progan_tf_version": progan_tf.__version__,
+    }
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    # A dot-name in the same directory: same filesystem (so the rename is atomic), and
+    # TF Serving ignores it because it is not an integer.
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.", suffix=".tmp", dir=parent)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            metadata_path = os.path.join(scratch, METADATA_FILE)
+            with open(metadata_path, "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=2, sort_keys=True)
+            module = _ServingModule(gs, network_config.latent_size, metadata_path)
+            tf.saved_model.save(module, tmp, signatures={name: getattr(module, name) for name in SIGNATURES})
+        gs.save(os.path.join(tmp, KERAS_FILE))
+        _rename_into_place(tmp, export_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return export_dir
+
+
+def _rename_into_place(tmp, export_dir, overwrite):
+    if overwrite and os.path.exists(export_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.", suffix=".old",
+                               dir=os.path.dirname(export_dir))
+        os.rename(export_dir, os.path.join(old, "export"))
+        os.rename(tmp, export_dir)
+        shutil.rmtree(old)
+    else:
+        # os.rename would silently replace an empty directory that appeared meanwhile.
+        os.mkdir(export_dir)
+        os.rename(tmp, export_dir)
+
+
+def versions(export_base):
+    """Integer version directories under `export_base`, ascending (missing base -> [])."""
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(int(name) for name in os.listdir(export_base)
+                  if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_base, name)))
+
+
+def checkpoint_resolutions(state):
+    """Resolutions whose complete Gs a checkpoint holds: its own, and mid-fade the previous stage's.
+
+    Args:
+      state: the run state dict of the checkpoint.
+    """
+    resolution = int(state["resolution"])
+    return [resolution, resolution // 2] if state["phase"] == "fade" else [resolution]
+
+
+def export_run(run_dir, export_base, version=None, resolution=None):
+    """Export the Gs of a run's newest checkpoint as `<export_base>/<version>/`.
+
+    Args:
+      run_dir: run directory written by the trainer.
+      export_base: model base path (TF Serving's `base_path`), created if missing.
+      version: integer version; default one more than the highest existing version (or 1).
+      resolution: export the generator of this stage instead of the checkpoint's (one of
+        `checkpoint_resolutions(state)`).
+
+    Returns:
+      The absolute path of the version directory.
+
+    Raises:
+      FileNotFoundError: the run has no checkpoint.
+      FileExistsError: the version exists already.
+    """
+    gs, network_config, state = load_generator(run_dir, resolution)
+    if version is None:
+        version = (versions(export_base) or [0])[-1] + 1
+    metadata = {
+        "run_dir": os.path.abspath(run_dir),
+        "images_seen": int(state["images_seen"]),
+        "checkpoint_resolution": int(state["resolution"]),
+        "checkpoint_phase": state["phase"],
+        "checkpoint_alpha": float(state["alpha"]),
+        "version": int(version),
+    }
+    return export_generator(gs, network_config, os.path.join(export_base, str(version)), metadata)
+
+
+def read_metadata(export_dir):
+    """The metadata dict stored in an export's assets."""
+    with open(os.path.join(export_dir, "assets", METADATA_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def find_export(path):
+    """Resolve an export directory: `path` itself, or the newest version under a base path.
+
+    Returns:
+      The version directory, or None if `path` holds no SavedModel.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    for version in reversed(versions(path)):
+        if os.path.isfile(os.path.join(path, str(version), "saved_model.pb")):
+            return os.path.join(path, str(version))
+    return None
+
+
+class Sampler:
+    """Images from latents or seeds, from a run's checkpoint or from an export, alike.
+
+    Both sources give the same image for the same seed (up to float rounding between
+    Keras and the SavedModel): seeds become latents through `seed_latents`.
+
+    Args:
+      images_fn: float32 latents [N, latent_size] -> float32 images [N, R, R, C] in [0, 1].
+      latent_size: length of a latent.
+      resolution: output resolution.
+    """
+
+    def __init__(self, images_fn, latent_size, resolution):
+        self.images_fn = images_fn
+        self.latent_size = latent_size
+        self.resolution = resolution
+
+    @classmethod
+    def from_run(cls, run_dir, resolution=None):
+        """Gs of the newest checkpoint of `run_dir` (optionally at a lower resolution)."""
+        gs, network_config, _ = load_generator(run_dir, resolution)
+        return cls(lambda z: to_unit_range(gs(z, training=False)).numpy(), network_config.latent_size,
+                   gs.output_shape[1])
+
+    @classmethod
+    def from_export(cls, export_dir):
+        """The `serving_default` signature of an exported SavedModel."""
+        signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+        metadata = read_metadata(export_dir)
+        return cls(lambda z: signature(latents=tf.constant(z, tf.float32))["images"].numpy(),
+                   metadata["latent_size"], metadata["resolution"])
+
+    def latents(self, seeds):
+        """float32 latents [N, latent_size] of int seeds [N]."""
+        return seed_latents(np.asarray(seeds, np.int64), self.latent_size).numpy()
+
+    def images(self, latents, batch_size=16):
+        """uint8 images [N, R, R, C] of float32 latents [N, latent_size], in batches."""
+        latents = np.asarray(latents, np.float32)
+        out = [self.images_fn(latents[i:i + batch_size]) for i in range(0, len(latents), batch_size)]
+        return np.rint(np.concatenate(out) * 255.0).astype(np.uint8)
+
+
+def interpolation_latents(latents, steps):
+    """A closed latent walk: `steps` spherical interpolations from each latent to the next.
+
+    Spherical (not linear) interpolation keeps the walk at the norm typical of
+    Gaussian latents instead of cutting through the low-norm interior.
+
+    Args:
+      latents: float32 [K, latent_size], K >= 2 keyframes; the walk returns to the first.
+      steps: frames per keyframe transition.
+
+    Returns:
+      float32 [K * steps, latent_size].
+    """
+    latents = np.asarray(latents, np.float64)
+    frames = []
+    for a, b in zip(latents, np.roll(latents, -1, axis=0)):
+        cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+        omega = np.arccos(np.clip(cos, -1.0, 1.0))
+        for t in np.arange(steps) / steps:
+            if omega < 1e-6:  # parallel keyframes: slerp's denominator vanishes and lerp is exact
+                frames.append((1 - t) * a + t * b)
+            else:
+                frames.append((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega))
+    return np.asarray(frames, np.float32)
