@@ -33,6 +33,7 @@ setup(
             "progan-export=progan_tf.cli.export:run",
             "progan-generate=progan_tf.cli.generate:run",
             "progan-serve=progan_tf.cli.serve:run",
+            "progan-eval=progan_tf.cli.evaluate:run",
         ],
     },
 )

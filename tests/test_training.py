@@ -178,3 +178,25 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         assert out["resumed"][key] == out["full"][key], key
     assert out["full"]["images_seen"] == 256
     assert out["same_count"] and out["max_diff"] == 0.0
+
+
+def test_in_training_swd_is_logged_and_best_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, grid_size=4, metrics=("swd",),
+                         metrics_every_kimg=0.064, metrics_num_images=32)
+    lines = []
+    Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lines.append).train()
+    evaluations = [t for t in map(json.loads, open(run_dir / "metrics.jsonl")) if "metrics/SWDx1e3_avg" in t]
+    assert [e["kimg"] for e in evaluations] == [0.064, 0.128, 0.192]
+    assert all(e["metrics/SWDx1e3_avg"] > 0 for e in evaluations)
+    # Best-keeping only in stable phases: the 4x4 phase (0.064) and the 8x8 stable end (0.192).
+    best = json.load(open(run_dir / "best_8" / "assets" / "metadata.json"))
+    assert best["images_seen"] == 192 and best["SWDx1e3_avg"] == evaluations[-1]["metrics/SWDx1e3_avg"]
+    assert (run_dir / "best_4").is_dir()
+
+
+def test_unknown_or_fid_metric_is_rejected():
+    with pytest.raises(ValueError, match="--metrics: unknown metrics"):
+        validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("lpips",)), 1)
+    with pytest.raises(ValueError, match="FID needs Inception weights"):
+        validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("fid",)), 1)

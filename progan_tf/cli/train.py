@@ -61,6 +61,9 @@ flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept on disk (at least 
 flags.DEFINE_integer("grid_size", 64, "Fixed-latent samples per grid.")
 flags.DEFINE_float("stop_at_kimg", 0, "Stop with a checkpoint once this many kimg are reached (0 = train to the "
                    "end); run again without it to continue, e.g. under a job time limit.")
+flags.DEFINE_list("metrics", [], "Metrics of Gs evaluated during training: swd, msssim.")
+flags.DEFINE_float("metrics_every_kimg", 0, "Thousands of images between evaluations (0 = never).")
+flags.DEFINE_integer("metrics_num_images", 10000, "Images per evaluation (the paper: 16384).")
 flags.DEFINE_boolean("dry_run", False, "Validate the options, print them as JSON and exit.")
 
 FLAGS = flags.FLAGS
@@ -107,7 +110,8 @@ def options_from_flags(f):
                             adam_epsilon=f.adam_epsilon, g_ema_beta=f.g_ema_beta, mirror=f.mirror, seed=f.seed,
                             tick_kimg=f.tick_kimg, checkpoint_kimg=f.checkpoint_kimg,
                             keep_checkpoints=f.keep_checkpoints, precision=f.precision, jit_compile=f.xla,
-                            grid_size=f.grid_size)
+                            grid_size=f.grid_size, metrics=tuple(f.metrics),
+                            metrics_every_kimg=f.metrics_every_kimg, metrics_num_images=f.metrics_num_images)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return network, schedule, train

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from progan_tf import export, losses, networks
 from progan_tf.layers import fade_reals
+from progan_tf.metrics import evaluate
 from progan_tf.schedule import Schedule
 from progan_tf.training import checkpoint as ckpt
 from progan_tf.training.snapshots import RunLog, progress_line
@@ -47,6 +48,9 @@ class TrainConfig:
       precision: "float32", "mixed_float16" (loss-scaled) or "mixed_bfloat16".
       jit_compile: XLA-compile the step (single replica only; slower on CPU).
       grid_size: number of fixed-latent samples in each grid.
+      metrics: metrics evaluated on Gs during training, e.g. ("swd",) (see progan_tf.metrics).
+      metrics_every_kimg: thousands of images between evaluations (0 = never).
+      metrics_num_images: generated and real images per evaluation (16 384 in the paper).
     """
     run_dir: str
     loss: str = "wgan_gp"
@@ -65,6 +69,9 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: bool = False
     grid_size: int = 64
+    metrics: tuple = ()
+    metrics_every_kimg: float = 0
+    metrics_num_images: int = 10000
 
 
 def make_strategy(devices=None):
@@ -91,6 +98,13 @@ def validate(network, schedule, config, num_replicas, source=None):
         raise ValueError(f"--precision={config.precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
     if schedule.max_resolution != network.resolution:
         raise ValueError(f"schedule ends at {schedule.max_resolution} but the network is {network.resolution}")
+    if config.metrics:
+        if "fid" in config.metrics:
+            raise ValueError("--metrics: FID needs Inception weights; evaluate it with progan-eval after training")
+        try:
+            evaluate.validate_metrics(config.metrics)
+        except ValueError as e:
+            raise ValueError(f"--metrics: {e}") from None
     if config.jit_compile and num_replicas > 1:
         raise ValueError("--xla compiles single-replica steps only; drop --xla or use one device")
     if not 0.0 <= config.g_ema_beta < 1.0:
@@ -300,8 +314,31 @@ class Trainer:
             "phase": m.phase.name, "images_per_second": rate, "loss/D": d_loss, "loss/G": g_loss,
             "learning_rate": m.phase.learning_rate, "batch_size": m.phase.batch_size})
         self._sample_grid(m, images_seen)
+        every = int(self.config.metrics_every_kimg * 1000)
+        if self.config.metrics and every and images_seen // every > timing["images"] // every:
+            self._evaluate(m, images_seen)
         self.log.flush()
-        timing.update(images=images_seen, time=now)
+        timing.update(images=images_seen, time=time.time())
+
+    def _evaluate(self, m, images_seen):
+        """Score Gs at the current resolution, log it, and keep the best stable-phase Gs per resolution."""
+        if not self.is_chief:
+            return
+        c, res = self.config, m.phase.resolution
+        result = evaluate.evaluate_generator(
+            lambda z: m.Gs(z, training=False), evaluate.real_batches(self.source, res, 64, seed=c.seed),
+            c.metrics, min(c.metrics_num_images, self.source.num_images), res, self.network.latent_size,
+            self.network.num_channels, seed=c.seed, cache_dir=os.path.join(c.run_dir, "metrics_cache"))
+        self.print(evaluate.format_table(result))
+        self.log.scalars(images_seen, {"kimg": images_seen / 1000, "resolution": res,
+                                       **{f"metrics/{k}": v for k, v in result.items()}})
+        score = result.get("SWDx1e3_avg")
+        best_dir = os.path.join(c.run_dir, f"best_{res}")
+        best = export.read_metadata(best_dir).get("SWDx1e3_avg") if os.path.isdir(best_dir) else None
+        if score is not None and not m.phase.fading and (best is None or score < best):
+            export.export_generator(m.Gs, self.network, best_dir,
+                                    {"images_seen": images_seen, "SWDx1e3_avg": score}, overwrite=True)
+            self.print(f"best Gs at {res}x{res} so far (SWD x1e3 {score:.2f}) saved to {best_dir}")
 
     def _request_stop(self, signum, frame):
         self.print(f"signal {signum}: stopping after this step and saving a checkpoint")
