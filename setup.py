@@ -30,6 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "progan-train=progan_tf.cli.train:run",
+            "progan-prepare=progan_tf.cli.prepare:run",
             "progan-export=progan_tf.cli.export:run",
             "progan-generate=progan_tf.cli.generate:run",
             "progan-serve=progan_tf.cli.serve:run",

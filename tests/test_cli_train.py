@@ -97,3 +97,23 @@ def test_paper_config_runs_a_step_at_1024(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["images_seen"] == 4 and out["finite"]
     assert out["g"] == pytest.approx(23.1e6, abs=0.05e6) and out["d"] == pytest.approx(23.1e6, abs=0.05e6)
+
+
+def test_training_on_a_prepared_dataset(tmp_path):
+    """The README's main path: progan-prepare the synthetic set, then train on it."""
+    from progan_tf.data.sources import SyntheticSource
+    from progan_tf.data.tfrecord import prepare_dataset
+    data_dir = tmp_path / "datasets" / "synthetic"
+    prepare_dataset(SyntheticSource(32, 8, seed=0), str(data_dir), max_resolution=8, workers=1, progress=False)
+    ok = _train(TINY + [f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}"], tmp_path)
+    bad = _train(TINY + [f"--data_dir={data_dir}", "--num_channels=1", f"--run_dir={tmp_path / 'bad'}"], tmp_path)
+    big = _train(TINY + [f"--data_dir={data_dir}", "--resolution=16", "--batch_sizes=4:8,8:8,16:8",
+                         f"--run_dir={tmp_path / 'big'}"], tmp_path)
+    out, err = ok.communicate(timeout=180)
+    assert ok.returncode == 0, err[-2000:]
+    assert "done: 0.0 kimg at 8x8" in out and (tmp_path / "run" / "final" / "saved_model.pb").exists()
+    for proc, message in ((bad, "has 3 channel(s) but 1 were asked for: train with --num_channels=3"),
+                          (big, "--max_resolution=16")):
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 2, err[-2000:]
+        assert message in err.splitlines()[-1], err[-2000:]

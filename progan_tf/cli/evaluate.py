@@ -83,7 +83,8 @@ def open_reals(f, resolution):
 
     if f.data_dir:
         from progan_tf.data.pipeline import open_source
-        return open_source(f.data_dir), f.cache_dir or os.path.join(f.data_dir, "metrics_cache")
+        return (open_source(f.data_dir, max_resolution=resolution),
+                f.cache_dir or os.path.join(f.data_dir, "metrics_cache"))
     from progan_tf.data.synthetic import synthetic_images
     images = synthetic_images(f.synthetic_images, resolution, seed=f.data_seed)[0]
     return ArraySource(images, name="synthetic"), f.cache_dir or None

@@ -121,7 +121,7 @@ def make_source(f, network):
     """The training images: a prepared dataset or the embedded synthetic set."""
     if f.data_dir:
         from progan_tf.data.pipeline import open_source
-        return open_source(f.data_dir)
+        return open_source(f.data_dir, num_channels=network.num_channels, max_resolution=network.resolution)
     from progan_tf.data.pipeline import ArraySource
     from progan_tf.data.synthetic import synthetic_images
     print(f"generating {f.synthetic_images} embedded synthetic images at {network.resolution}x{network.resolution}")

@@ -14,9 +14,16 @@ an uninterrupted run would have seen.
 
 The trainer calls `dataset` from `strategy.distribute_datasets_from_function`, so
 each input pipeline shards by `input_context` and batches per replica.
+
+Sources here: ArraySource (images in memory) and TFRecordSource (a dataset prepared
+by progan-prepare; `open_source(data_dir)` opens and checks one).
 """
+import os
+
 import numpy as np
 import tensorflow as tf
+
+from progan_tf.data import tfrecord
 
 
 def box_downsample(images, factor):
@@ -34,20 +41,11 @@ def box_downsample(images, factor):
     return x.mean(axis=(2, 4))
 
 
-def mirror_by_position(position, image, seed):
-    """Flip `image` [R, R, C] left-right with probability 1/2, decided by its stream position.
-
-    A stateless decision keyed on the position (not an op-level random state) keeps
-    the flips identical when a stream is skipped ahead on resume.
-    """
-    flip = tf.random.stateless_uniform([], seed=tf.stack([tf.cast(seed, tf.int64), position])) < 0.5
-    return tf.where(flip, tf.reverse(image, axis=[1]), image)
-
-
 class ArraySource:
     """Images held in memory (the embedded synthetic set, small experiments, tests).
 
-    Lower resolutions are made by 2x2 box averaging, exactly as the TFRecord levels are.
+    Lower resolutions are made by 2x2 box averaging of the top level, as the TFRecord
+    levels are (these are not rounded to uint8).
 
     Args:
       images: uint8 array [N, R, R, C] at the maximum resolution.
@@ -77,18 +75,177 @@ class ArraySource:
 
     def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
                 skip_batches=0):
-        images = tf.constant(self.level(resolution))  # [N, R, R, C] in [0, 255]
-        indices = tf.data.Dataset.range(self.num_images)
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            seed = seed * 1000 + input_context.input_pipeline_id
-        # Shuffle indices, not pixels: the buffer stays tiny and skipping ahead costs nothing.
-        indices = indices.shuffle(self.num_images, seed=seed, reshuffle_each_iteration=True).repeat()
-        stream = indices.enumerate().skip(skip_batches * per_replica_batch)
+        seed = pipeline_seed(seed, input_context)
+        batches = indexed_batches(self.level(resolution), per_replica_batch, input_context, seed, skip_batches)
+        return finish_batches(batches, mirror, seed, skip_batches)
 
-        def load(position, index):
-            image = tf.gather(images, index) / 127.5 - 1.0  # [R, R, C] in [-1, 1]
-            return mirror_by_position(position, image, seed) if mirror else image
 
-        stream = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        return stream.batch(per_replica_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+def pipeline_seed(seed, input_context):
+    """The seed of one input pipeline: distinct per pipeline, the same in every run."""
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        return seed * 1000 + input_context.input_pipeline_id
+    return seed
+
+
+def indexed_batches(images, per_replica_batch, input_context, seed, skip_batches):
+    """Batches gathered from an in-memory level by shuffled index: [B, R, R, C] of the input dtype.
+
+    Shuffling indices, not pixels, keeps the buffer tiny and makes skipping ahead cheap.
+    """
+    images = tf.constant(images)  # [N, R, R, C]
+    indices = tf.data.Dataset.range(images.shape[0])
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    indices = indices.shuffle(images.shape[0], seed=seed, reshuffle_each_iteration=True).repeat()
+    batches = indices.batch(per_replica_batch, drop_remainder=True).skip(skip_batches)
+    return batches.map(lambda index: tf.gather(images, index), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def finish_batches(batches, mirror, seed, first_batch):
+    """[B, R, R, C] uint8 or [0, 255] floats -> float32 in [-1, 1], mirrored, prefetched.
+
+    The flips of batch k are a stateless function of (seed, k), so a stream skipped
+    ahead on resume flips exactly as the uninterrupted one did.
+    """
+    def to_float(batch_index, images):
+        x = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, R, R, C] in [-1, 1]
+        if mirror:
+            flip = tf.random.stateless_uniform([tf.shape(x)[0]], seed=tf.stack([tf.cast(seed, tf.int64), batch_index]))
+            x = tf.where(flip[:, None, None, None] < 0.5, tf.reverse(x, axis=[2]), x)
+        return x
+
+    return batches.enumerate(start=first_batch).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
+
+
+class TFRecordSource:
+    """A dataset prepared by progan-prepare (datasets/<name>/), read one resolution at a time.
+
+    Levels of at most `cache_mb` are read once into memory and served like ArraySource;
+    larger ones stream from their shards: files assigned per input pipeline, read in
+    parallel (interleaved), shuffled in a buffer of `shuffle_mb`, decoded a batch at a time.
+    Each epoch's file order and shuffle are seeded by (seed, epoch), so `skip_batches`
+    restarts the stream at the right epoch and skips only raw records within it.
+
+    Args:
+      data_dir: the prepared dataset directory.
+      cache_mb: largest level (uint8 bytes) kept in memory.
+      shuffle_mb: shuffle-buffer size when streaming.
+      parallel_reads: shards read at once when streaming.
+
+    Raises:
+      ValueError: data_dir is not a complete prepared dataset.
+    """
+
+    def __init__(self, data_dir, cache_mb=256, shuffle_mb=256, parallel_reads=8):
+        self.data_dir = data_dir
+        self.manifest = tfrecord.read_manifest(data_dir)
+        self.name = self.manifest["name"]
+        self.num_images = self.manifest["num_images"]
+        self.max_resolution = self.manifest["max_resolution"]
+        self.num_channels = self.manifest["num_channels"]
+        self.resolutions = self.manifest["resolutions"]
+        self.cache_mb, self.shuffle_mb, self.parallel_reads = cache_mb, shuffle_mb, parallel_reads
+        self._levels = {}
+
+    def image_bytes(self, resolution):
+        return resolution * resolution * self.num_channels
+
+    def is_cached(self, resolution):
+        """Whether `resolution` is served from memory."""
+        return self.num_images * self.image_bytes(resolution) <= self.cache_mb * 2**20
+
+    def check_resolution(self, resolution):
+        if resolution not in self.resolutions:
+            raise ValueError(
+                f"dataset {self.data_dir} holds {self.resolutions[0]}x{self.resolutions[0]} to "
+                f"{self.max_resolution}x{self.max_resolution}, not {resolution}x{resolution}: train with "
+                f"--resolution={self.max_resolution} or prepare it again with --max_resolution={resolution}")
+
+    def level(self, resolution):
+        """Every image at `resolution`, uint8 [N, R, R, C] in written order (kept if cached)."""
+        self.check_resolution(resolution)
+        if resolution in self._levels:
+            return self._levels[resolution]
+        images = tfrecord.read_level(self.data_dir, resolution, self.manifest)
+        if self.is_cached(resolution):
+            self._levels[resolution] = images
+        return images
+
+    def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+                skip_batches=0):
+        self.check_resolution(resolution)
+        pipe_seed = pipeline_seed(seed, input_context)
+        if self.is_cached(resolution):
+            batches = indexed_batches(self.level(resolution), per_replica_batch, input_context, pipe_seed,
+                                      skip_batches)
+        else:
+            batches = self._stream(resolution, per_replica_batch, input_context, seed, pipe_seed, skip_batches)
+        return finish_batches(batches, mirror, pipe_seed, skip_batches)
+
+    def _stream(self, resolution, per_replica_batch, input_context, seed, pipe_seed, skip_batches):
+        """Raw uint8 batches [B, R, R, C] streamed from the level's shards."""
+        shards = self.manifest["levels"][str(resolution)]
+        files = [(os.path.join(self.data_dir, s["file"]), s["num_images"]) for s in shards]
+        pipelines, pipeline_id = ((input_context.num_input_pipelines, input_context.input_pipeline_id)
+                                  if input_context is not None else (1, 0))
+        record_shard = None
+        if pipelines > 1 and len(files) >= pipelines:
+            files = files[pipeline_id::pipelines]  # a fixed share of the files: every image once per epoch
+            order_seed, epoch_images = pipe_seed, sum(n for _, n in files)
+        else:
+            # Too few files to share: every pipeline reads the same sequence and keeps every n-th record.
+            record_shard = (pipelines, pipeline_id) if pipelines > 1 else None
+            order_seed, epoch_images = seed, len(range(pipeline_id, self.num_images, pipelines))
+        if epoch_images < 1:
+            raise ValueError(f"input pipeline {pipeline_id} of {pipelines} gets no images of {self.data_dir}")
+        paths = tf.constant([path for path, _ in files])
+        buffer = max(1, min(epoch_images, self.shuffle_mb * 2**20 // self.image_bytes(resolution)))
+        cycle = min(len(files), self.parallel_reads)
+
+        def epoch(index):
+            key = tf.stack([tf.constant(order_seed, tf.int64), index])
+            order = tf.random.experimental.stateless_shuffle(paths, seed=key)
+            records = tf.data.Dataset.from_tensor_slices(order).interleave(
+                lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20), cycle_length=cycle,
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            if record_shard:
+                records = records.shard(*record_shard)
+            shuffle_seed = tf.random.stateless_uniform(
+                [], seed=tf.stack([tf.constant(pipe_seed, tf.int64), index]), maxval=2**31 - 1, dtype=tf.int64)
+            return records.shuffle(buffer, seed=shuffle_seed)
+
+        first_epoch, offset = divmod(skip_batches * per_replica_batch, epoch_images)
+        records = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+        shape = [per_replica_batch, resolution, resolution, self.num_channels]
+
+        def decode(serialized):  # [B] Example protos
+            features = tf.io.parse_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string)})
+            return tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), shape)  # [B, R, R, C]
+
+        return records.batch(per_replica_batch, drop_remainder=True).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def open_source(data_dir, num_channels=None, max_resolution=None, **options):
+    """Open a prepared dataset for training, checking it against the run's configuration.
+
+    Args:
+      data_dir: datasets/<name> as written by progan-prepare.
+      num_channels: channels the run expects (None: don't check).
+      max_resolution: resolution the run trains up to (None: don't check).
+      **options: TFRecordSource options (cache_mb, shuffle_mb, parallel_reads).
+
+    Returns:
+      a TFRecordSource.
+
+    Raises:
+      ValueError: a one-line message naming the mismatch and its fix.
+    """
+    source = TFRecordSource(data_dir, **options)
+    if num_channels is not None and num_channels != source.num_channels:
+        raise ValueError(f"dataset {data_dir} has {source.num_channels} channel(s) but {num_channels} were asked "
+                         f"for: train with --num_channels={source.num_channels}, or prepare it again (e.g. "
+                         f"--mnist_rgb for 3-channel MNIST)")
+    if max_resolution is not None:
+        source.check_resolution(max_resolution)
+    return source
