@@ -53,6 +53,8 @@ flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. GPU:0,GPU:1
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try multi-device runs).")
 flags.DEFINE_string("precision", "float32", "float32 | mixed_float16 | mixed_bfloat16.")
 flags.DEFINE_boolean("xla", False, "XLA-compile the step (single device only).")
+flags.DEFINE_integer("steps_per_call", 8, "Training steps per call of the compiled step (>= 1); results do not "
+                     "depend on it.")
 flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism (bit-exact reruns, slower).")
 # Output.
 flags.DEFINE_float("tick_kimg", 160, "Thousands of images between progress lines and sample grids.")
@@ -110,7 +112,7 @@ def options_from_flags(f):
                             adam_epsilon=f.adam_epsilon, g_ema_beta=f.g_ema_beta, mirror=f.mirror, seed=f.seed,
                             tick_kimg=f.tick_kimg, checkpoint_kimg=f.checkpoint_kimg,
                             keep_checkpoints=f.keep_checkpoints, precision=f.precision, jit_compile=f.xla,
-                            grid_size=f.grid_size, metrics=tuple(f.metrics),
+                            steps_per_call=f.steps_per_call, grid_size=f.grid_size, metrics=tuple(f.metrics),
                             metrics_every_kimg=f.metrics_every_kimg, metrics_num_images=f.metrics_num_images)
     except ValueError as e:
         raise UsageError(str(e)) from None
