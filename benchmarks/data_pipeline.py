@@ -17,6 +17,7 @@ from absl import app, flags
 
 from progan_tf.data import tfrecord
 from progan_tf.data.pipeline import TFRecordSource
+from progan_tf.data.sources import IndexedSource
 
 flags.DEFINE_integer("num_images", 2048, "Images in the temporary dataset (256x256 top level).")
 flags.DEFINE_list("batches", ["32:64", "256:8"], "resolution:per-replica batch pairs (the paper's batches).")
@@ -25,21 +26,12 @@ flags.DEFINE_string("out", "data_pipeline_benchmark.json", "Where to write the J
 FLAGS = flags.FLAGS
 
 
-class RandomSource:
+class RandomSource(IndexedSource):
     """Random 256x256 images for the benchmark dataset (content does not matter to throughput)."""
-    kind, description, random_access, label_names, num_channels = "random", "random", True, None, 3
+    kind, description, label_names, num_channels = "random", "random", None, 3
 
     def __init__(self, count):
         self.count = count
-
-    def __len__(self):
-        return self.count
-
-    def items(self):
-        return range(self.count)
-
-    def item_name(self, item):
-        return f"#{item}"
 
     def load(self, item):
         return np.random.default_rng(item).integers(0, 256, (256, 256, 3), np.uint8), None

@@ -11,25 +11,16 @@ from progan_tf.data import sources, tfrecord
 from progan_tf.data.synthetic import synthetic_images
 
 
-class ListSource:
+class ListSource(sources.IndexedSource):
     """In-memory test source: any list of uint8 [H, W, C] arrays (labels = list positions)."""
     kind = "list"
-    random_access = True
     label_names = None
     description = "test list"
 
     def __init__(self, images):
         self.images = images
+        self.count = len(images)
         self.num_channels = images[0].shape[-1]
-
-    def __len__(self):
-        return len(self.images)
-
-    def items(self):
-        return range(len(self.images))
-
-    def item_name(self, item):
-        return f"#{item}"
 
     def load(self, item):
         return self.images[item], item

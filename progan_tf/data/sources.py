@@ -179,7 +179,21 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
-class MnistSource:
+class IndexedSource:
+    """Base of the sources whose items are the numbers 0 .. count - 1 (random access)."""
+    random_access = True
+
+    def __len__(self):
+        return self.count
+
+    def items(self):
+        return range(self.count)
+
+    def item_name(self, item):
+        return f"#{item}"
+
+
+class MnistSource(IndexedSource):
     """MNIST IDX files, padded from 28x28 to 32x32 as in the paper's dataset tool.
 
     With `rgb`, the paper's MNIST-RGB: each image stacks three random digits as its
@@ -187,7 +201,6 @@ class MnistSource:
     from `seed`.
     """
     kind = "mnist"
-    random_access = True
 
     def __init__(self, directory, split="train", rgb=False, count=0, seed=0):
         if not os.path.isdir(directory):
@@ -209,15 +222,6 @@ class MnistSource:
         self.label_names = None if rgb else [str(d) for d in range(10)]
         self.description = f"mnist:{os.path.abspath(directory)}:{split}" + (f" rgb seed={seed}" if rgb else "")
 
-    def __len__(self):
-        return self.count
-
-    def items(self):
-        return range(self.count)
-
-    def item_name(self, item):
-        return f"#{item}"
-
     def load(self, item):
         if not self.rgb:
             return self.images[item][..., None], int(self.labels[item])
@@ -226,10 +230,9 @@ class MnistSource:
         return np.stack([self.images[p] for p in picks], axis=-1), label
 
 
-class Cifar10Source:
+class Cifar10Source(IndexedSource):
     """CIFAR-10 binary batches (data_batch_1..5.bin or test_batch.bin; not the Python pickles)."""
     kind = "cifar10"
-    random_access = True
     RECORD = 1 + 32 * 32 * 3  # label byte, then R, G and B planes
 
     def __init__(self, directory, split="train"):
@@ -253,29 +256,20 @@ class Cifar10Source:
             raise SourceError(f"cifar10:{directory} holds no images")
         self.labels = records[:, 0].astype(np.int64)
         self.images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # [N, 32, 32, 3]
+        self.count = len(self.images)
         meta = os.path.join(directory, "batches.meta.txt")
         self.label_names = ([line.strip() for line in open(meta) if line.strip()]
                             if os.path.isfile(meta) else [str(i) for i in range(10)])
         self.num_channels = 3
         self.description = f"cifar10:{os.path.abspath(directory)}:{split}"
 
-    def __len__(self):
-        return len(self.images)
-
-    def items(self):
-        return range(len(self.images))
-
-    def item_name(self, item):
-        return f"#{item}"
-
     def load(self, item):
         return np.ascontiguousarray(self.images[item]), int(self.labels[item])
 
 
-class SyntheticSource:
+class SyntheticSource(IndexedSource):
     """The embedded synthetic shapes (progan_tf.data.synthetic), rendered at `resolution`."""
     kind = "synthetic"
-    random_access = True
 
     def __init__(self, count, resolution=64, seed=0):
         from progan_tf.data import synthetic
@@ -285,15 +279,6 @@ class SyntheticSource:
         self.num_channels = 3
         self.label_names = list(synthetic.SHAPES)
         self.description = f"synthetic seed={seed}"
-
-    def __len__(self):
-        return self.count
-
-    def items(self):
-        return range(self.count)
-
-    def item_name(self, item):
-        return f"#{item}"
 
     def load(self, item):
         from progan_tf.data.synthetic import synthetic_image
