@@ -26,26 +26,12 @@ import tensorflow as tf
 from progan_tf.data import tfrecord
 
 
-def box_downsample(images, factor):
-    """2x2-average `factor` times over: the same reduction the TFRecord levels use.
-
-    Args:
-      images: uint8 or float array [N, H, W, C].
-      factor: integer power of two.
-
-    Returns:
-      float32 array [N, H/factor, W/factor, C] in the input's value range.
-    """
-    n, h, w, c = images.shape
-    x = images.astype(np.float32).reshape(n, h // factor, factor, w // factor, factor, c)
-    return x.mean(axis=(2, 4))
-
-
 class ArraySource:
     """Images held in memory (the embedded synthetic set, small experiments, tests).
 
-    Lower resolutions are made by 2x2 box averaging of the top level, as the TFRecord
-    levels are (these are not rounded to uint8).
+    Lower resolutions are made with the prepared datasets' own rule
+    (`tfrecord.downsample_2x2`), so training on these images or on the same images
+    prepared as TFRecords sees the same pixels.
 
     Args:
       images: uint8 array [N, R, R, C] at the maximum resolution.
@@ -54,6 +40,8 @@ class ArraySource:
 
     def __init__(self, images, name="array"):
         images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {images.dtype}")
         if images.ndim != 4 or images.shape[1] != images.shape[2]:
             raise ValueError(f"images must be [N, R, R, C] squares, got shape {images.shape}")
         self.images = images
@@ -64,13 +52,16 @@ class ArraySource:
         self._levels = {}
 
     def level(self, resolution):
-        """float32 [N, resolution, resolution, C] in [0, 255] (cached)."""
+        """uint8 [N, resolution, resolution, C] (cached)."""
         if resolution > self.max_resolution:
             raise ValueError(
                 f"resolution {resolution} exceeds this source's maximum {self.max_resolution}; "
                 f"lower --resolution or use larger images")
         if resolution not in self._levels:
-            self._levels[resolution] = box_downsample(self.images, self.max_resolution // resolution)
+            images = self.images
+            while images.shape[1] > resolution:
+                images = tfrecord.downsample_2x2(images)  # [N, r/2, r/2, C]
+            self._levels[resolution] = images
         return self._levels[resolution]
 
     def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,

@@ -45,9 +45,10 @@ def is_power_of_two(n):
 
 
 def downsample_2x2(image):
-    """uint8 [R, R, C] -> uint8 [R/2, R/2, C]: each pixel the mean of its 2x2 block, rounded half up."""
+    """uint8 [..., R, R, C] -> uint8 [..., R/2, R/2, C]: each pixel the mean of its 2x2 block, rounded half up."""
     x = image.astype(np.uint16)
-    total = x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]  # [R/2, R/2, C]
+    total = (x[..., 0::2, 0::2, :] + x[..., 0::2, 1::2, :]
+             + x[..., 1::2, 0::2, :] + x[..., 1::2, 1::2, :])  # [..., R/2, R/2, C]
     return ((total + 2) >> 2).astype(np.uint8)
 
 

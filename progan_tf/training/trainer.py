@@ -328,8 +328,8 @@ class Trainer:
 
     def _tick(self, m, images_seen, losses_since, timing):
         """Progress line, scalars and a Gs grid for the images since the last tick."""
-        d_loss = float(np.mean([float(d) for d, _ in losses_since]))
-        g_loss = float(np.mean([float(g) for _, g in losses_since]))
+        d_loss = float(tf.reduce_mean(tf.concat([d for d, _ in losses_since], 0)))
+        g_loss = float(tf.reduce_mean(tf.concat([g for _, g in losses_since], 0)))
         now = time.time()
         rate = (images_seen - timing["images"]) / max(now - timing["time"], 1e-9)
         total = self.schedule.total_images
@@ -430,7 +430,8 @@ class Trainer:
             alphas = [phase.alpha(images_seen + i * phase.batch_size) for i in range(count)] + [0.0] * (k - count)
             d_losses, g_losses = train_steps(data, tf.constant(step, tf.int64), tf.constant(alphas, tf.float32),
                                              tf.constant(count, tf.int32))
-            pending.extend(zip(d_losses.numpy()[:count], g_losses.numpy()[:count]))
+            # Losses stay on the device until the tick, so the host never waits for a call to finish.
+            pending.append((d_losses[:count], g_losses[:count]))
             images_seen, step, phase_step = (images_seen + count * phase.batch_size, step + count,
                                              phase_step + count)
             if images_seen >= next_tick or images_seen >= end:
