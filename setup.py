@@ -11,6 +11,7 @@ CORE = [
     "absl-py>=2.0",
     "scikit-image>=0.22",
     "tensorboard>=2.16",  # tf.summary needs it; the TF wheels no longer pull it in
+    "psutil>=5.9",  # CPU load and memory in the benchmarks (tensorflow-datasets already pulls it in)
 ]
 
 setup(

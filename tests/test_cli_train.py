@@ -23,6 +23,8 @@ MISUSES = {
     "data_dir": (["--data_dir=no/such/dir"], "--data_dir=no/such/dir does not exist"),
     "precision": (["--precision=float64"], "--precision='float64' is unknown"),
     "positional": (["extra"], "unexpected arguments ['extra']"),
+    "benchmark_res": (["--benchmark", "--benchmark_resolutions=4,16"],
+                      "--benchmark_resolutions [4, 16] must be among this run's resolutions [4, 8]"),
 }
 
 

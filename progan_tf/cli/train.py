@@ -67,6 +67,17 @@ flags.DEFINE_list("metrics", [], "Metrics of Gs evaluated during training: swd, 
 flags.DEFINE_float("metrics_every_kimg", 0, "Thousands of images between evaluations (0 = never).")
 flags.DEFINE_integer("metrics_num_images", 10000, "Images per evaluation (the paper: 16384).")
 flags.DEFINE_boolean("dry_run", False, "Validate the options, print them as JSON and exit.")
+flags.DEFINE_boolean("benchmark", False, "Time the training step of each resolution's stable phase on synthetic "
+                     "in-memory images (no input pipeline, nothing written to --run_dir) and exit: images/s, "
+                     "ms/step, FLOP/s, memory.")
+flags.DEFINE_list("benchmark_resolutions", [], "Resolutions to time with --benchmark (default: all).")
+flags.DEFINE_integer("benchmark_steps", 20, "Steps per timed window with --benchmark.")
+flags.DEFINE_integer("benchmark_repeats", 3, "Timed windows per resolution with --benchmark (median reported).")
+flags.DEFINE_boolean("benchmark_peak", False, "With --benchmark, first measure this machine's conv peak and "
+                     "report each rate as a fraction of it (about a minute).")
+flags.DEFINE_float("benchmark_wait", 60, "With --benchmark, seconds to wait per resolution for a quiet machine "
+                   "(other processes below 0.15 cores) before timing anyway.")
+flags.DEFINE_string("benchmark_json", "", "With --benchmark, also write the results here as JSON.")
 
 FLAGS = flags.FLAGS
 
@@ -130,6 +141,47 @@ def make_source(f, network):
     return ArraySource(synthetic_images(f.synthetic_images, network.resolution, seed=f.seed)[0], name="synthetic")
 
 
+def _benchmark_resolutions(f, schedule):
+    known = sorted({p.resolution for p in schedule.phases()})
+    try:
+        wanted = [int(r) for r in f.benchmark_resolutions]
+    except ValueError:
+        raise UsageError(f"--benchmark_resolutions must be integers, got {f.benchmark_resolutions}") from None
+    if [r for r in wanted if r not in known]:
+        raise UsageError(f"--benchmark_resolutions {wanted} must be among this run's resolutions {known}")
+    if f.benchmark_steps < 1 or f.benchmark_repeats < 1 or f.benchmark_wait < 0:
+        raise UsageError("--benchmark_steps and --benchmark_repeats must be >= 1, --benchmark_wait >= 0")
+    return wanted
+
+
+def benchmark(f, network, schedule, train, strategy, resolutions):
+    """--benchmark: time each stable phase's step and print the table (and JSON)."""
+    import shutil
+    import tempfile
+
+    from progan_tf.benchmark import peak as peak_lib
+    from progan_tf.benchmark import throughput
+
+    peak = None
+    if f.benchmark_peak:
+        print("measuring this machine's peak ...")
+        peak = peak_lib.measure(repeats=3, budget_seconds=f.benchmark_wait)
+        peak_lib.print_table(peak)
+    scratch = tempfile.mkdtemp(prefix="progan_benchmark_")
+    try:
+        print(throughput.HEADER)
+        result = throughput.run_benchmark(network, schedule, dataclasses.replace(train, run_dir=scratch),
+                                          resolutions, steps=f.benchmark_steps, repeats=f.benchmark_repeats,
+                                          budget_seconds=f.benchmark_wait, peak=peak, strategy=strategy)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not result["quiet"]:
+        print("NOT QUIET: other processes used > 0.15 cores during timing; these numbers are lower bounds.")
+    if f.benchmark_json:
+        with open(f.benchmark_json, "w") as out:
+            json.dump(result, out, indent=2)
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -145,6 +197,8 @@ def main(argv):
             tf.config.experimental.enable_op_determinism()
         strategy = trainer.make_strategy(FLAGS.devices)
         trainer.validate(network, schedule, train, strategy.num_replicas_in_sync)
+        if FLAGS.benchmark:
+            resolutions = _benchmark_resolutions(FLAGS, schedule)
         if FLAGS.dry_run:
             print(json.dumps({"network": network.to_dict(), "schedule": dataclasses.asdict(schedule),
                               "train": dataclasses.asdict(train),
@@ -152,6 +206,8 @@ def main(argv):
             return
         if train.precision != "float32":
             keras.mixed_precision.set_dtype_policy(train.precision)
+        if FLAGS.benchmark:
+            return benchmark(FLAGS, network, schedule, train, strategy, resolutions)
         source = make_source(FLAGS, network)
         run = trainer.Trainer(network, schedule, train, source, strategy)
     except (UsageError, ValueError) as e:

@@ -1,0 +1,212 @@
+"""This machine's measured float32 peak in TensorFlow: a large matmul and 3x3 convolutions.
+
+  python benchmarks/peak.py [--json benchmarks/peak.json]
+
+The convolution is timed forward + backward (Conv2D, Conv2DBackpropInput,
+Conv2DBackpropFilter: 3 x 2 x MACs) at the shapes ProGAN trains at, since that is
+what a training step is made of; `throughput.py` reports its achieved FLOP/s as a
+fraction of the best of these.
+
+Timing follows the quiet-machine rule: every timed window also measures the CPU
+time that other processes used during it, and a window in which they used more than
+`max_other_cores` is thrown away and repeated. If the machine does not get quiet
+within the time budget, the noisy windows are kept and the result says so
+(`"quiet": false`).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import psutil
+import tensorflow as tf
+
+MAX_OTHER_CORES = 0.15
+
+# (batch, resolution, c_in, c_out): the reference CPU config's 3x3 convs (fmap_max 128, batch 32)
+# and the paper's 512-channel ones.
+CONV_SHAPES = [(32, 8, 128, 128), (32, 16, 128, 128), (32, 32, 64, 64), (32, 64, 32, 32), (32, 32, 128, 128),
+               (16, 16, 512, 512)]
+
+
+def _busy_seconds():
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # guest time is already inside user time.
+    total = sum(getattr(t, f) for f in t._fields if f not in ("guest", "guest_nice"))
+    return total - idle
+
+
+class OtherLoad:
+    """CPU cores used by everything but this process between __enter__ and __exit__."""
+
+    def __enter__(self):
+        self._me = psutil.Process()
+        self._start = (time.perf_counter(), _busy_seconds(), sum(self._me.cpu_times()[:2]))
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, mine = time.perf_counter(), _busy_seconds(), sum(self._me.cpu_times()[:2])
+        self.seconds = wall - self._start[0]
+        self.cores = max(0.0, (busy - self._start[1]) - (mine - self._start[2])) / max(self.seconds, 1e-9)
+        return False
+
+
+def wait_for_quiet(max_other_cores=MAX_OTHER_CORES, probe_seconds=0.5, deadline=None):
+    """Sleep until a probe of `probe_seconds` sees other processes below the threshold.
+
+    Returns:
+      True if quiet was seen, False if `deadline` (a time.monotonic() value) passed first.
+    """
+    while True:
+        with OtherLoad() as load:
+            time.sleep(probe_seconds)
+        if load.cores <= max_other_cores:
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(2.0)
+
+
+def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget_seconds=300.0):
+    """Time `run_window()` until `repeats` windows were quiet, or the budget runs out.
+
+    Args:
+      run_window: callable doing the work of one window (it must block until done).
+      repeats: quiet windows wanted.
+      max_other_cores: a window is quiet if other processes used at most this many cores.
+      budget_seconds: give up waiting for quiet after this long; the noisy windows then count.
+
+    Returns:
+      dict: seconds (the windows used, quiet ones if there are enough), median, spread
+      ((max - min) / median), other_cores per window used, quiet (all used windows quiet),
+      rejected (noisy windows thrown away).
+    """
+    deadline = time.monotonic() + budget_seconds
+
+    def window():
+        with OtherLoad() as load:
+            run_window()
+        return load.seconds, load.cores
+
+    quiet, noisy = [], []
+    while len(quiet) < repeats and wait_for_quiet(max_other_cores, deadline=deadline):
+        seconds, cores = window()
+        (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
+        if time.monotonic() > deadline:
+            break
+    while len(quiet) + len(noisy) < repeats:  # never quiet for long enough: measure anyway, and say so
+        noisy.append(window())
+    used = quiet if len(quiet) >= repeats else quiet + sorted(noisy, key=lambda w: w[1])[:repeats - len(quiet)]
+    seconds = [s for s, _ in used]
+    median = statistics.median(seconds)
+    return {"seconds": seconds, "median": median, "spread": (max(seconds) - min(seconds)) / median,
+            "other_cores": [round(c, 3) for _, c in used], "quiet": len(quiet) >= repeats,
+            "rejected": len(noisy)}
+
+
+def _rate(flops_per_window, timing):
+    return {"gflops": flops_per_window / timing["median"] / 1e9,
+            "gflops_best": flops_per_window / min(timing["seconds"]) / 1e9, **timing}
+
+
+def matmul_peak(n=4096, iterations=4, **timing_args):
+    """GFLOP/s of float32 [n, n] x [n, n] matmuls."""
+    # Variables: every iteration reads them again (a stateful op), so Grappler cannot
+    # hoist or merge the matmuls.
+    a = tf.Variable(tf.random.normal([n, n]))
+    b = tf.Variable(tf.random.normal([n, n]))
+
+    @tf.function
+    def window():
+        acc = tf.zeros([])
+        for _ in tf.range(iterations):
+            acc += tf.reduce_sum(tf.matmul(a, b)[:1, :1])
+        return acc
+
+    window().numpy()
+    return {"op": "matmul", "n": n, **_rate(2 * n ** 3 * iterations, timed_windows(lambda: window().numpy(),
+                                                                                 **timing_args))}
+
+
+def conv_fwd_bwd(x, w, dy):
+    """One 3x3 'SAME' convolution forward and its input and filter gradients, all three live.
+
+    The gradients do not need the forward's result, so unless the result is used
+    Grappler prunes the forward and a "fwd+bwd" rate would count work never done.
+
+    Returns:
+      a scalar that depends on the forward output and both gradients.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        y = tf.nn.conv2d(x, w, 1, "SAME")
+    dx, dw = tape.gradient(y, [x, w], output_gradients=dy)
+    return tf.reduce_sum(y[:1, :1, :1, :1]) + tf.reduce_sum(dx[:1, :1, :1, :1]) + tf.reduce_sum(dw[:1, :1, :1, :1])
+
+
+def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args):
+    """GFLOP/s of a 3x3 'SAME' float32 convolution forward + backward (input and filter gradients)."""
+    x = tf.Variable(tf.random.normal([batch, resolution, resolution, c_in]))
+    w = tf.Variable(tf.random.normal([3, 3, c_in, c_out]))
+    dy = tf.random.normal([batch, resolution, resolution, c_out])
+    flops = 3 * 2 * batch * resolution * resolution * 9 * c_in * c_out
+
+    def step():
+        return conv_fwd_bwd(x, w, dy)
+
+    probe = tf.function(lambda: step())
+    probe().numpy()
+    start = time.perf_counter()
+    probe().numpy()
+    iterations = max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6)))
+
+    @tf.function
+    def window():
+        acc = tf.zeros([])
+        for _ in tf.range(iterations):
+            acc += step()
+        return acc
+
+    window().numpy()
+    return {"op": "conv3x3_fwd_bwd", "shape": [batch, resolution, resolution, c_in, c_out], "iterations": iterations,
+            **_rate(flops * iterations, timed_windows(lambda: window().numpy(), **timing_args))}
+
+
+def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
+    """Every peak measurement; `conv_peak_gflops` is the best median over the conv shapes."""
+    results = [matmul_peak(repeats=repeats, budget_seconds=budget_seconds)]
+    results += [conv_peak(*shape, repeats=repeats, budget_seconds=budget_seconds) for shape in conv_shapes]
+    convs = [r for r in results if r["op"] == "conv3x3_fwd_bwd"]
+    return {"matmul_gflops": results[0]["gflops"], "conv_peak_gflops": max(r["gflops"] for r in convs),
+            "quiet": all(r["quiet"] for r in results), "results": results,
+            "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                        "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+            "cpus": psutil.cpu_count(), "tensorflow": tf.__version__}
+
+
+def print_table(peak):
+    print(f"{'op':<18} {'shape':<26} {'GFLOP/s':>8} {'best':>8} {'spread':>7} {'others':>7} quiet")
+    for r in peak["results"]:
+        shape = "x".join(map(str, r.get("shape", [r.get("n")] * 2)))
+        print(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['spread']:7.1%} "
+              f"{max(r['other_cores']):7.2f} {'yes' if r['quiet'] else 'NO (machine busy)'}")
+    print(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s"
+          + ("" if peak["quiet"] else "  [NOT QUIET: other processes used > 0.15 cores in some windows]"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument("--repeats", type=int, default=5, help="quiet timed windows per measurement")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds to wait for a quiet machine, each")
+    args = parser.parse_args()
+    peak = measure(args.repeats, args.budget)
+    print_table(peak)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(peak, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

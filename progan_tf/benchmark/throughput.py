@@ -1,0 +1,226 @@
+"""Training throughput per resolution: images/s, ms/step, FLOP/s and its fraction of this machine's peak.
+
+  python benchmarks/throughput.py                      # the reference CPU config, 4..64
+  python benchmarks/throughput.py --paper --resolutions 4,32 --steps 1
+  python benchmarks/throughput.py --json benchmarks/throughput.json --peak_json benchmarks/peak.json
+
+For each resolution the stage's G, D, Gs and optimisers are built by
+`Trainer.build_phase` and trained by the trainer's own step (`steps_per_call` steps
+per call, as the training loop runs them) on synthetic images held in memory, so
+no input pipeline is timed. After a warm-up, timed windows of `--steps` steps run
+under the quiet-machine rule of `peak.py` (windows during which other processes used
+more than 0.15 cores are repeated); the median and spread of the windows are
+reported. FLOPs are the analytical count of `progan_tf.flops` (4 F_G + 14 F_D for
+WGAN-GP), which tests/test_flops.py checks against the traced graph.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+
+import psutil
+import tensorflow as tf
+
+from progan_tf import flops
+from progan_tf.benchmark import peak as peak_lib
+from progan_tf.networks import NetworkConfig
+from progan_tf.schedule import Schedule
+from progan_tf.training.trainer import TrainConfig, Trainer
+
+# The issue's reference CPU config: fmap_base 1024, fmap_max 128, latent 128, batch 32, 4..64.
+REFERENCE = NetworkConfig(resolution=64, latent_size=128, fmap_base=1024, fmap_max=128)
+REFERENCE_BATCH = 32
+
+
+def _memory():
+    """Peak resident set size of this process so far (bytes; phases run in order, so it accumulates),
+    its current RSS, and TF's allocator peak where the device reports one."""
+    info = {"rss_peak_bytes": None, "rss_bytes": psutil.Process().memory_info().rss, "tf_peak_bytes": None}
+    try:
+        import resource
+        info["rss_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    except ImportError:
+        pass
+    try:
+        info["tf_peak_bytes"] = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    except (ValueError, RuntimeError):
+        pass  # the CPU allocator keeps no statistics; GPUs do
+    return info
+
+
+def _synthetic_data(strategy, batch, resolution, channels, seed=0):
+    """An endless distributed iterator over one in-memory batch per replica (no input pipeline)."""
+    per_replica = batch // strategy.num_replicas_in_sync
+
+    def dataset_fn(ctx):
+        shape = [per_replica, resolution, resolution, channels]
+        images = tf.random.stateless_uniform(shape, [seed, ctx.input_pipeline_id], -1.0, 1.0)
+        return tf.data.Dataset.from_tensors(images).repeat()
+
+    return iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+
+def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop=False, window_seconds=2.0):
+    """Time the trainer's step on one phase.
+
+    Args:
+      steps, warmup, repeats, budget_seconds: see `run_benchmark`.
+      window_seconds: a timed window runs at least `steps` steps and about this long.
+      python_loop: time the single-step function, called from Python once per step with
+        the batch taken from the iterator in Python (the loop before steps_per_call),
+        instead of the `config.steps_per_call`-step function the training loop uses.
+
+    Returns:
+      dict of timings and rates for this phase.
+    """
+    m = trainer.build_phase(phase)
+    k = trainer.config.steps_per_call
+    data = _synthetic_data(trainer.strategy, phase.batch_size, phase.resolution, trainer.network.num_channels)
+    counter = {"step": 0}
+    alpha = phase.alpha(phase.start)
+    if not python_loop:
+        run_steps = trainer.make_train_step(m, k)
+        alphas, count = tf.fill([k], alpha), tf.constant(k, tf.int32)
+
+        def call():  # as Trainer._loop calls it
+            out = run_steps(data, tf.constant(counter["step"], tf.int64), alphas, count)
+            counter["step"] += k
+            return out
+    else:
+        k, step_fn = 1, trainer.make_train_step(m)
+
+        def call():
+            out = step_fn(next(data), tf.constant(counter["step"], tf.int64), tf.constant(alpha, tf.float32))
+            counter["step"] += 1
+            return out
+
+    def run(n_calls):
+        for _ in range(n_calls):
+            out = call()
+        return [v.numpy() for v in out]  # waits for the last call
+
+    start = time.perf_counter()
+    run(max(1, -(-warmup // k)))
+    warmup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    run(1)
+    calls = max(-(-steps // k), round(window_seconds / (time.perf_counter() - start)))
+    timing = peak_lib.timed_windows(lambda: run(calls), repeats=repeats, budget_seconds=budget_seconds)
+    steps_timed = calls * k
+    cost = flops.stage_flops(trainer.network, phase.resolution, phase.fading, phase.batch_size, trainer.config.loss)
+    step_seconds = timing["median"] / steps_timed
+    return {"resolution": phase.resolution, "phase": phase.name, "batch": phase.batch_size,
+            "steps_per_window": steps_timed, "steps_per_call": 0 if python_loop else k,
+            "warmup_seconds": warmup_seconds,
+            "ms_per_step": step_seconds * 1e3, "images_per_second": phase.batch_size / step_seconds,
+            "flops_per_image": cost["per_image"], "flops_per_step": cost["iteration"],
+            "gflops": cost["iteration"] / step_seconds / 1e9, "F_G": cost["F_G"], "F_D": cost["F_D"],
+            "memory": _memory(), **timing}
+
+
+def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps=20, warmup=5, repeats=5,
+                  budget_seconds=300.0, peak=None, strategy=None, python_loop=False, print_fn=print):
+    """Benchmark every resolution of a config (its stable phase, and its fade phase with `fade`).
+
+    Args:
+      network, schedule, config: as for `Trainer`; `config.steps_per_call` is used.
+      resolutions: the resolutions to time (default: all of the schedule's).
+      fade: time the fade phases too.
+      steps, warmup, repeats: steps per timed window, warm-up steps, quiet windows per phase.
+      budget_seconds: how long to wait for a quiet machine per phase.
+      peak: the result of `peak.measure()` (or None: fractions of peak are omitted).
+      strategy: a tf.distribute strategy (default: the trainer's).
+      python_loop: see `benchmark_phase`.
+
+    Returns:
+      dict with the configuration, the peak and one row per phase.
+    """
+    trainer = Trainer(network, schedule, config, None, strategy, print_fn=lambda *_: None)
+    rows = []
+    for phase in schedule.phases():
+        if (resolutions and phase.resolution not in resolutions) or (phase.fading and not fade):
+            continue
+        row = benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop)
+        if peak:
+            row["fraction_of_peak"] = row["gflops"] / peak["conv_peak_gflops"]
+        rows.append(row)
+        print_fn(_row_line(row))
+    return {"network": network.to_dict(), "train": {"loss": config.loss, "precision": config.precision,
+                                                    "jit_compile": config.jit_compile,
+                                                    "steps_per_call": 0 if python_loop else config.steps_per_call},
+            "replicas": trainer.strategy.num_replicas_in_sync, "peak": peak, "rows": rows,
+            "quiet": all(r["quiet"] for r in rows), "tensorflow": tf.__version__, "cpus": psutil.cpu_count()}
+
+
+HEADER = (f"{'res':>4} {'phase':<6} {'batch':>5} {'img/s':>9} {'ms/step':>9} {'spread':>7} {'GFLOP/img':>10} "
+          f"{'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'others':>6} quiet")
+
+
+def _row_line(r):
+    frac = f"{r['fraction_of_peak']:6.1%}" if "fraction_of_peak" in r else f"{'-':>6}"
+    return (f"{r['resolution']:>4} {r['phase']:<6} {r['batch']:>5} {r['images_per_second']:9.1f} "
+            f"{r['ms_per_step']:9.2f} {r['spread']:7.1%} {r['flops_per_image'] / 1e9:10.3f} {r['gflops']:8.1f} "
+            f"{frac} {(r['memory']['rss_peak_bytes'] or 0) / 2 ** 20:7.0f} {max(r['other_cores']):6.2f} "
+            f"{'yes' if r['quiet'] else 'NO'}")
+
+
+def print_table(result, print_fn=print):
+    print_fn(HEADER)
+    for r in result["rows"]:
+        print_fn(_row_line(r))
+    if not result["quiet"]:
+        print_fn("NOT QUIET: the machine never stayed below 0.15 cores of other load within the budget; "
+                 "these numbers are lower bounds taken on a busy machine.")
+
+
+def reference_options(batch=REFERENCE_BATCH, resolutions=(4, 8, 16, 32, 64), paper=False):
+    """(network, schedule) of the reference CPU config, or of the paper's 1024x1024 networks."""
+    if paper:
+        network = NetworkConfig()
+        schedule = Schedule()
+    else:
+        network = REFERENCE
+        schedule = Schedule(max_resolution=64, batch_sizes={r: batch for r in resolutions}, total_kimg=None)
+    return network, schedule
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--paper", action="store_true", help="the paper's 1024x1024 networks and batch sizes")
+    parser.add_argument("--resolutions", default="", help="comma-separated resolutions (default: all)")
+    parser.add_argument("--fade", action="store_true", help="also time the fade phases")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up steps (tracing, allocator)")
+    parser.add_argument("--repeats", type=int, default=5, help="quiet timed windows per phase")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds to wait for quiet, per phase")
+    parser.add_argument("--steps_per_call", type=int, default=TrainConfig.steps_per_call,
+                        help="0: one call of the single-step function per step, fed from Python")
+    parser.add_argument("--xla", action="store_true", help="jit_compile the step")
+    parser.add_argument("--peak_json", default="", help="peak.py's JSON (default: measure the peak first)")
+    parser.add_argument("--no_peak", action="store_true", help="skip the peak (no fractions of peak)")
+    parser.add_argument("--json", default="", help="write the results here")
+    args = parser.parse_args()
+    network, schedule = reference_options(paper=args.paper)
+    resolutions = [int(r) for r in args.resolutions.split(",") if r]
+    if args.peak_json:
+        with open(args.peak_json) as f:
+            peak = json.load(f)
+    else:
+        peak = None if args.no_peak else peak_lib.measure(repeats=3, budget_seconds=args.budget)
+    if peak:
+        peak_lib.print_table(peak)
+    config = TrainConfig(run_dir=tempfile.mkdtemp(prefix="progan_bench_"), steps_per_call=max(1, args.steps_per_call),
+                         jit_compile=args.xla)
+    print(HEADER)
+    result = run_benchmark(network, schedule, config, resolutions, args.fade, args.steps, args.warmup, args.repeats,
+                           args.budget, peak, None, args.steps_per_call == 0)
+    result["command"] = " ".join(sys.argv)
+    print_table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The speed harness measures what it says: live FLOPs, rows that match the analytical count."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf import flops
+from progan_tf.benchmark import peak, throughput
+from progan_tf.networks import NetworkConfig
+from progan_tf.schedule import Schedule
+from progan_tf.training.trainer import TrainConfig
+from test_cli_train import TINY, _train
+
+
+def test_conv_peak_step_runs_forward_and_both_gradients():
+    """All three convolutions are live, so "fwd+bwd" counts only work that is done
+    (a step whose forward output nothing used was pruned by Grappler and overstated
+    the peak by 1.5x)."""
+    x, w, dy = tf.zeros([2, 8, 8, 4]), tf.zeros([3, 3, 4, 5]), tf.zeros([2, 8, 8, 5])
+    traced = flops.graph_flops(tf.function(peak.conv_fwd_bwd).get_concrete_function(x, w, dy))
+    macs = 2 * 8 * 8 * 9 * 4 * 5
+    assert traced == {"Conv2D": 2 * macs, "Conv2DBackpropInput": 2 * macs, "Conv2DBackpropFilter": 2 * macs,
+                      "MatMul": 0}
+
+
+def test_conv_peak_reports_a_rate():
+    result = peak.conv_peak(2, 8, 4, 4, target_seconds=0.01, repeats=2, budget_seconds=0)
+    assert result["gflops"] > 0 and len(result["seconds"]) == 2
+    assert result["gflops_best"] >= result["gflops"]
+
+
+def test_throughput_rows_follow_the_flop_count(tmp_path):
+    network = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
+    schedule = Schedule(max_resolution=8, batch_sizes={4: 8, 8: 8}, total_kimg=None)
+    config = TrainConfig(run_dir=str(tmp_path), steps_per_call=2)
+    fake_peak = {"conv_peak_gflops": 100.0}
+    result = throughput.run_benchmark(network, schedule, config, steps=2, warmup=1, repeats=2, budget_seconds=0,
+                                      peak=fake_peak, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
+                                      print_fn=lambda *_: None)
+    assert [r["resolution"] for r in result["rows"]] == [4, 8]
+    for row in result["rows"]:
+        cost = flops.stage_flops(network, row["resolution"], False, 8)
+        assert row["flops_per_step"] == cost["iteration"]
+        assert row["images_per_second"] == pytest.approx(8 / (row["ms_per_step"] / 1e3))
+        assert row["gflops"] == pytest.approx(cost["iteration"] / (row["ms_per_step"] / 1e3) / 1e9)
+        assert row["fraction_of_peak"] == pytest.approx(row["gflops"] / 100.0)
+        assert row["steps_per_window"] % 2 == 0 and np.isfinite(row["median"])
+
+
+def test_progan_train_benchmark_writes_json_and_no_run(tmp_path):
+    out_json = tmp_path / "bench.json"
+    proc = _train(TINY + [f"--run_dir={tmp_path / 'run'}", "--benchmark", "--benchmark_resolutions=8",
+                          "--benchmark_steps=2", "--benchmark_repeats=1", "--benchmark_wait=0",
+                          f"--benchmark_json={out_json}"], tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "img/s" in out and "GFLOP/s" in out
+    result = json.loads(out_json.read_text())
+    assert [r["resolution"] for r in result["rows"]] == [8] and result["rows"][0]["images_per_second"] > 0
+    assert not os.path.exists(tmp_path / "run"), "--benchmark must not create the run directory"
