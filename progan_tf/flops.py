@@ -32,7 +32,8 @@ from progan_tf import networks
 ITERATION_MULTIPLES = {"wgan_gp": (4, 14), "lsgan": (4, 8), "logistic": (4, 11), "logistic_no_r1": (4, 8)}
 
 # Element-wise FLOPs per output element of the layers that are not conv/dense.
-_ELEMENTWISE = {keras.layers.LeakyReLU: 2, L.PixelNorm: 4, L.FadeIn: 3, L.Downsample2D: 1, L.MinibatchStdDev: 4}
+_ELEMENTWISE = {keras.layers.LeakyReLU: 2, L.LeakyReLU: 2, L.PixelNorm: 4, L.FadeIn: 3, L.Downsample2D: 1,
+                L.MinibatchStdDev: 4}
 
 
 def _per_image(shape):

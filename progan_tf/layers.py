@@ -112,6 +112,51 @@ class WeightScaledDense(keras.layers.Layer):
                 "target_shape": list(self.target_shape) if self.target_shape else None}
 
 
+def leaky_relu(x, negative_slope=0.2):
+    """max(x, slope * x) whose gradient reads the output y instead of the input x.
+
+    For slope > 0, y > 0 exactly where x > 0, so the gradient is the same bits as
+    tf.nn.leaky_relu's. Not needing x lets Grappler fuse conv + bias + LeakyReLU
+    into one oneDNN call (tf.nn.leaky_relu's gradient keeps the pre-activation
+    alive, which blocks that fusion). The gradient is itself differentiable (the
+    gradient penalty differentiates through it again).
+    """
+    @tf.custom_gradient
+    def forward(x):
+        y = tf.nn.leaky_relu(x, negative_slope)
+
+        def grad(dy):
+            return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=negative_slope)
+
+        return y, grad
+
+    return forward(x)
+
+
+@keras.saving.register_keras_serializable(package="progan")
+class LeakyReLU(keras.layers.Layer):
+    """LeakyReLU with the output-side gradient of `leaky_relu`.
+
+    Args:
+      negative_slope: slope for x < 0 (0.2 in the paper); must be > 0.
+    """
+
+    def __init__(self, negative_slope=0.2, **kwargs):
+        super().__init__(**kwargs)
+        if not float(negative_slope) > 0.0:
+            raise ValueError(f"negative_slope must be > 0, got {negative_slope}")
+        self.negative_slope = float(negative_slope)
+
+    def call(self, x):
+        return leaky_relu(x, self.negative_slope)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
 @keras.saving.register_keras_serializable(package="progan")
 class PixelNorm(keras.layers.Layer):
     """Pixelwise feature-vector normalisation: x / sqrt(mean(x^2 over channels) + epsilon).

@@ -12,7 +12,7 @@ import zlib
 import keras
 import tensorflow as tf
 
-from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, MinibatchStdDev, PixelNorm, Upsample2D,
+from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, LeakyReLU, MinibatchStdDev, PixelNorm, Upsample2D,
                               WeightScaledConv2D, WeightScaledDense)
 
 
@@ -84,7 +84,7 @@ def _check_resolution(config, resolution):
 
 
 def _act(config, name):
-    return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=name)
+    return LeakyReLU(negative_slope=config.leaky_slope, name=name)
 
 
 def _g_conv(config, x, filters, name):

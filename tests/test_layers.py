@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from layer_contract import check_layer_contract
-from progan_tf.layers import (Downsample2D, FadeIn, MinibatchStdDev, PixelNorm, Upsample2D, WeightScaledConv2D,
-                              WeightScaledDense, fade_reals)
+from progan_tf.layers import (Downsample2D, FadeIn, LeakyReLU, MinibatchStdDev, PixelNorm, Upsample2D,
+                              WeightScaledConv2D, WeightScaledDense, fade_reals, leaky_relu)
 
 
 @pytest.mark.parametrize("layer_cls, kwargs, in_shape, out_shape, n_weights, n_trainable, is_list", [
@@ -18,6 +18,7 @@ from progan_tf.layers import (Downsample2D, FadeIn, MinibatchStdDev, PixelNorm, 
     (WeightScaledDense, {"units": 32, "gain": math.sqrt(2) / 4, "target_shape": (2, 2, 8)},
      (5,), (2, 2, 8), 2, None, False),
     (PixelNorm, {"epsilon": 1e-8}, (3, 3, 6), (3, 3, 6), 0, None, False),
+    (LeakyReLU, {"negative_slope": 0.2}, (3, 3, 6), (3, 3, 6), 0, None, False),
     (MinibatchStdDev, {"group_size": 2}, (3, 3, 6), (3, 3, 7), 0, None, False),
     (FadeIn, {"alpha": 0.25}, [(4, 4, 3), (4, 4, 3)], (4, 4, 3), 1, 0, True),
     (Upsample2D, {"factor": 2}, (3, 3, 2), (6, 6, 2), 0, None, False),
@@ -112,7 +113,34 @@ def test_fade_reals_blends_blurred_and_sharp():
     np.testing.assert_allclose(fade_reals(x, 0.3).numpy(), blurred + 0.3 * (x - blurred), atol=1e-6)
 
 
+def _penalised(act, x, w):
+    """Value, input gradient and the gradient penalty's weight gradient (a double backward)."""
+    with tf.GradientTape() as outer:
+        outer.watch(w)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = tf.reduce_sum(tf.square(act(tf.nn.conv2d(act(x), w, 1, "SAME"))))
+        dx = inner.gradient(y, x)
+        penalty = tf.reduce_sum(tf.square(dx))
+    return y, dx, outer.gradient(penalty, w)
+
+
+def test_leaky_relu_gradients_equal_tf_bit_for_bit():
+    """Reading the output instead of the input changes no bit, first order or second (zeros included)."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(np.concatenate([rng.standard_normal((3, 6, 6, 4)), np.zeros((1, 6, 6, 4))]), tf.float32)
+    w = tf.constant(rng.standard_normal((3, 3, 4, 4)), tf.float32)
+    ours = _penalised(lambda t: leaky_relu(t, 0.2), x, w)
+    reference = _penalised(lambda t: tf.nn.leaky_relu(t, 0.2), x, w)
+    for a, b in zip(ours, reference):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert float(tf.reduce_max(tf.abs(ours[2]))) > 0
+    np.testing.assert_array_equal(LeakyReLU(0.2)(x).numpy(), tf.nn.leaky_relu(x, 0.2).numpy())
+
+
 def test_invalid_arguments_are_rejected():
+    with pytest.raises(ValueError, match="negative_slope"):
+        LeakyReLU(negative_slope=0.0)
     with pytest.raises(ValueError, match="filters"):
         WeightScaledConv2D(0)
     with pytest.raises(ValueError, match="target_shape"):
