@@ -23,6 +23,7 @@ from progan_tf.layers import fade_reals
 from progan_tf.metrics import evaluate
 from progan_tf.schedule import Schedule
 from progan_tf.training import checkpoint as ckpt
+from progan_tf.training.adam import FusedAdam
 from progan_tf.training.snapshots import RunLog, progress_line
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -201,7 +202,7 @@ class Trainer:
 
     def _make_optimizer(self, learning_rate):
         c = self.config
-        opt = keras.optimizers.Adam(learning_rate, beta_1=c.adam_beta1, beta_2=c.adam_beta2, epsilon=c.adam_epsilon)
+        opt = FusedAdam(learning_rate, beta_1=c.adam_beta1, beta_2=c.adam_beta2, epsilon=c.adam_epsilon)
         return keras.optimizers.LossScaleOptimizer(opt) if c.precision == "mixed_float16" else opt
 
     def build_phase(self, phase, previous=None):
