@@ -313,14 +313,26 @@ class Downsample2D(_Resample2D):
 
 
 def upsample(x, factor=2):
-    """Nearest-neighbour upsampling of [N, H, W, C] by `factor`."""
+    """Nearest-neighbour upsampling of [N, H, W, C] by `factor`.
+
+    The gradient sums each factor x factor block with one pooling op (factor^2 x the
+    block average) instead of Tile's gradient, a reduction over a 6-D reshape.
+    """
     if factor == 1:
         return x
-    shape = tf.shape(x)
-    n, h, w, c = shape[0], shape[1], shape[2], shape[3]
-    x = tf.reshape(x, [n, h, 1, w, 1, c])
-    x = tf.tile(x, [1, 1, factor, 1, factor, 1])  # [N, H, f, W, f, C]
-    return tf.reshape(x, [n, h * factor, w * factor, c])
+
+    @tf.custom_gradient
+    def forward(x):
+        shape = tf.shape(x)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        y = tf.tile(tf.reshape(x, [n, h, 1, w, 1, c]), [1, 1, factor, 1, factor, 1])  # [N, H, f, W, f, C]
+
+        def grad(dy):
+            return tf.nn.avg_pool2d(dy, ksize=factor, strides=factor, padding="VALID") * float(factor * factor)
+
+        return tf.reshape(y, [n, h * factor, w * factor, c]), grad
+
+    return forward(x)
 
 
 def downsample(x, factor=2):

@@ -105,6 +105,17 @@ def test_up_and_down_sampling():
     np.testing.assert_array_equal(Downsample2D()(up).numpy(), x)
 
 
+def test_upsample_gradient_sums_each_block():
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.standard_normal((2, 3, 3, 5)), tf.float32)
+    dy = rng.standard_normal((2, 6, 6, 5)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = Upsample2D()(x)
+    grad = tape.gradient(y, x, output_gradients=tf.constant(dy)).numpy()
+    np.testing.assert_allclose(grad, dy.reshape(2, 3, 2, 3, 2, 5).sum((2, 4)), rtol=1e-6, atol=1e-6)
+
+
 def test_fade_reals_blends_blurred_and_sharp():
     x = np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(np.float32)
     blurred = np.repeat(np.repeat(x.reshape(2, 4, 2, 4, 2, 3).mean((2, 4)), 2, 1), 2, 2)
