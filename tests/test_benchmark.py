@@ -60,3 +60,23 @@ def test_progan_train_benchmark_writes_json_and_no_run(tmp_path):
     result = json.loads(out_json.read_text())
     assert [r["resolution"] for r in result["rows"]] == [8] and result["rows"][0]["images_per_second"] > 0
     assert not os.path.exists(tmp_path / "run"), "--benchmark must not create the run directory"
+
+
+def test_profile_splits_step_time_by_op_type(tmp_path):
+    from progan_tf.benchmark import profile
+    from progan_tf.training.trainer import Trainer
+    network = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
+    schedule = Schedule(max_resolution=8, batch_sizes={4: 8, 8: 8}, total_kimg=None)
+    trainer = Trainer(network, schedule, TrainConfig(run_dir=str(tmp_path / "run"), steps_per_call=2), None,
+                      tf.distribute.OneDeviceStrategy("/cpu:0"), print_fn=lambda *_: None)
+    phase = [p for p in schedule.phases() if p.resolution == 8 and not p.fading][0]
+    result = profile.profile_phase(trainer, phase, str(tmp_path / "trace"))
+    assert result["steps"] == 2 and result["wall_ms_per_step"] > 0
+    ops = {row["op"]: row for row in result["rows"]}
+    convs = [row for row in result["rows"] if row["kind"] == "conv"]
+    # Each step runs D forward/backward on reals, fakes and interpolates and G twice: dozens of convs.
+    assert sum(row["ops_per_step"] for row in convs) >= 20
+    assert sum(result["share_by_kind"].values()) == pytest.approx(1.0)
+    assert result["share_by_kind"]["conv"] > 0.1
+    assert not [op for op in ops if ":" in op or " " in op]
+    assert profile._op_type("d/conv:Conv2D") == "Conv2D" and profile._op_type("ExecutorState::Process") is None

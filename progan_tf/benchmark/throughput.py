@@ -14,6 +14,7 @@ reported. FLOPs are the analytical count of `progan_tf.flops` (4 F_G + 14 F_D fo
 WGAN-GP), which tests/test_flops.py checks against the traced graph.
 """
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -174,14 +175,14 @@ def print_table(result, print_fn=print):
                  "these numbers are lower bounds taken on a busy machine.")
 
 
-def reference_options(batch=REFERENCE_BATCH, resolutions=(4, 8, 16, 32, 64), paper=False):
-    """(network, schedule) of the reference CPU config, or of the paper's 1024x1024 networks."""
+def reference_options(batch=REFERENCE_BATCH, paper=False, max_resolution=64):
+    """(network, schedule) of the reference CPU config (grown on to `max_resolution` if asked),
+    or of the paper's 1024x1024 networks."""
     if paper:
-        network = NetworkConfig()
-        schedule = Schedule()
-    else:
-        network = REFERENCE
-        schedule = Schedule(max_resolution=64, batch_sizes={r: batch for r in resolutions}, total_kimg=None)
+        return NetworkConfig(), Schedule()
+    network = dataclasses.replace(REFERENCE, resolution=max_resolution)
+    schedule = Schedule(max_resolution=max_resolution, batch_sizes={r: batch for r in network.resolutions},
+                        total_kimg=None)
     return network, schedule
 
 
@@ -189,6 +190,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--paper", action="store_true", help="the paper's 1024x1024 networks and batch sizes")
     parser.add_argument("--resolutions", default="", help="comma-separated resolutions (default: all)")
+    parser.add_argument("--max_resolution", type=int, default=64,
+                        help="grow the reference network to this resolution (64 in the reference config)")
     parser.add_argument("--fade", action="store_true", help="also time the fade phases")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up steps (tracing, allocator)")
@@ -201,7 +204,7 @@ def main():
     parser.add_argument("--no_peak", action="store_true", help="skip the peak (no fractions of peak)")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
-    network, schedule = reference_options(paper=args.paper)
+    network, schedule = reference_options(paper=args.paper, max_resolution=args.max_resolution)
     resolutions = [int(r) for r in args.resolutions.split(",") if r]
     if args.peak_json:
         with open(args.peak_json) as f:

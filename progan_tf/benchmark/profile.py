@@ -1,0 +1,128 @@
+"""Where the training step's time goes: a tf.profiler trace and a table of time per op type.
+
+  python benchmarks/profile_step.py --resolution 32                       # reference CPU config
+  python benchmarks/profile_step.py --resolution 128 --max_resolution 128 --logdir prof/
+
+The step is the trainer's own (`steps_per_call` steps per call) on synthetic in-memory
+images, as in `throughput.py`. The trace in `--logdir` opens in TensorBoard's profile
+tab (with tensorboard-plugin-profile). The table adds up, per op type, the time the
+op's kernels ran on TensorFlow's threads, per training step: ops run concurrently on
+the inter-op threads, so the column sums to more than the wall time.
+"""
+import argparse
+import collections
+import glob
+import tempfile
+import time
+
+import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+from progan_tf.benchmark import throughput
+from progan_tf.training.trainer import TrainConfig, Trainer
+
+def _op_type(event_name):
+    """'scope/name:Type' -> 'Type' for TensorFlow op events; None for the profiler's other events."""
+    if event_name.count(":") != 1 or " " in event_name:
+        return None
+    op_type = event_name.split(":")[1]
+    if op_type in ("StatefulPartitionedCall", "PartitionedCall", "While", "_Arg", "_Retval") or \
+            not op_type.isidentifier():
+        return None
+    return op_type
+
+
+def op_times(logdir):
+    """{op type: (seconds, count)} over the host (CPU) planes of the newest trace in `logdir`."""
+    paths = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))
+    if not paths:
+        raise FileNotFoundError(f"no *.xplane.pb trace under {logdir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    for plane in space.planes:
+        if "CPU" not in plane.name:
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                op_type = _op_type(plane.event_metadata[event.metadata_id].name)
+                if op_type:
+                    totals[op_type][0] += event.duration_ps * 1e-12
+                    totals[op_type][1] += 1
+    return {k: tuple(v) for k, v in totals.items()}
+
+
+def kind(op_type):
+    """'conv', 'matmul' or 'other' (element-wise, reductions, optimizer, bookkeeping)."""
+    return "conv" if "Conv2D" in op_type else "matmul" if "MatMul" in op_type else "other"
+
+
+def profile_phase(trainer, phase, logdir, calls=1):
+    """Warm up, then trace `calls` calls of the phase's step.
+
+    Returns:
+      dict: wall ms per step, steps traced, and rows (op type, kind, ms per step, ops per step, share).
+    """
+    m = trainer.build_phase(phase)
+    k = trainer.config.steps_per_call
+    data = throughput._synthetic_data(trainer.strategy, phase.batch_size, phase.resolution,
+                                      trainer.network.num_channels)
+    run_steps = trainer.make_train_step(m, k)
+    alphas, count = tf.fill([k], phase.alpha(phase.start)), tf.constant(k, tf.int32)
+
+    def call(first):
+        return [v.numpy() for v in run_steps(data, tf.constant(first, tf.int64), alphas, count)]
+
+    call(0), call(k)  # trace and warm up
+    tf.profiler.experimental.start(logdir)
+    start = time.perf_counter()
+    for i in range(calls):
+        call((2 + i) * k)
+    wall = time.perf_counter() - start
+    tf.profiler.experimental.stop()
+    steps = calls * k
+    times = op_times(logdir)
+    busy = sum(seconds for seconds, _ in times.values())
+    rows = [{"op": op, "kind": kind(op), "ms_per_step": seconds / steps * 1e3, "ops_per_step": n / steps,
+             "share": seconds / busy} for op, (seconds, n) in sorted(times.items(), key=lambda kv: -kv[1][0])]
+    by_kind = collections.Counter()
+    for row in rows:
+        by_kind[row["kind"]] += row["share"]
+    return {"resolution": phase.resolution, "phase": phase.name, "steps": steps, "wall_ms_per_step": wall / steps * 1e3,
+            "busy_ms_per_step": busy / steps * 1e3, "share_by_kind": dict(by_kind), "rows": rows}
+
+
+def print_profile(result, top=20, print_fn=print):
+    print_fn(f"{result['resolution']}x{result['resolution']} {result['phase']}: {result['wall_ms_per_step']:.1f} ms "
+             f"wall per step, {result['busy_ms_per_step']:.1f} ms of op time per step "
+             f"({', '.join(f'{k} {v:.1%}' for k, v in sorted(result['share_by_kind'].items()))})")
+    print_fn(f"{'op type':<40} {'kind':<6} {'ms/step':>8} {'ops/step':>8} {'share':>6}")
+    for row in result["rows"][:top]:
+        print_fn(f"{row['op']:<40} {row['kind']:<6} {row['ms_per_step']:8.2f} {row['ops_per_step']:8.1f} "
+                 f"{row['share']:6.1%}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--resolution", type=int, default=32, help="the stable phase to profile")
+    parser.add_argument("--max_resolution", type=int, default=64, help="the reference network's final resolution")
+    parser.add_argument("--paper", action="store_true", help="the paper's 1024x1024 networks and batch sizes")
+    parser.add_argument("--calls", type=int, default=1, help="calls of the step to trace")
+    parser.add_argument("--steps_per_call", type=int, default=TrainConfig.steps_per_call)
+    parser.add_argument("--logdir", default="", help="where the trace goes (default: a temporary directory)")
+    parser.add_argument("--top", type=int, default=20, help="op types in the table")
+    args = parser.parse_args()
+    network, schedule = throughput.reference_options(paper=args.paper, max_resolution=args.max_resolution)
+    phases = [p for p in schedule.phases() if p.resolution == args.resolution and not p.fading]
+    if not phases:
+        parser.error(f"--resolution={args.resolution} is not a resolution of this network")
+    config = TrainConfig(run_dir=tempfile.mkdtemp(prefix="progan_profile_"), steps_per_call=args.steps_per_call)
+    trainer = Trainer(network, schedule, config, None, print_fn=lambda *_: None)
+    logdir = args.logdir or tempfile.mkdtemp(prefix="progan_trace_")
+    print_profile(profile_phase(trainer, phases[0], logdir, args.calls), args.top)
+    print(f"trace: {logdir}")
+
+
+if __name__ == "__main__":
+    main()
