@@ -200,7 +200,8 @@ def main():
     parser.add_argument("--steps_per_call", type=int, default=TrainConfig.steps_per_call,
                         help="0: one call of the single-step function per step, fed from Python")
     parser.add_argument("--xla", action="store_true", help="jit_compile the step")
-    parser.add_argument("--peak_json", default="", help="peak.py's JSON (default: measure the peak first)")
+    parser.add_argument("--peak_json", default="", help="peak.py's JSON, or an earlier throughput JSON "
+                        "(default: measure the peak first)")
     parser.add_argument("--no_peak", action="store_true", help="skip the peak (no fractions of peak)")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
@@ -209,6 +210,7 @@ def main():
     if args.peak_json:
         with open(args.peak_json) as f:
             peak = json.load(f)
+        peak = peak.get("peak") or peak  # a throughput JSON carries the peak it was measured against
     else:
         peak = None if args.no_peak else peak_lib.measure(repeats=3, budget_seconds=args.budget)
     if peak:
