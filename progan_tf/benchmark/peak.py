@@ -195,6 +195,13 @@ def print_table(peak):
           + ("" if peak["quiet"] else "  [NOT QUIET: other processes used > 0.15 cores in some windows]"))
 
 
+def write_json(path, result):
+    """Save a benchmark result as indented JSON (nothing when `path` is empty)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", default="", help="write the results here")
@@ -203,9 +210,7 @@ def main():
     args = parser.parse_args()
     peak = measure(args.repeats, args.budget)
     print_table(peak)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(peak, f, indent=2)
+    write_json(args.json, peak)
 
 
 if __name__ == "__main__":

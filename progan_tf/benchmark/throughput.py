@@ -222,9 +222,7 @@ def main():
                            args.budget, peak, None, args.steps_per_call == 0)
     result["command"] = " ".join(sys.argv)
     print_table(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    peak_lib.write_json(args.json, result)
 
 
 if __name__ == "__main__":

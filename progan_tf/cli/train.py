@@ -177,9 +177,7 @@ def benchmark(f, network, schedule, train, strategy, resolutions):
         shutil.rmtree(scratch, ignore_errors=True)
     if not result["quiet"]:
         print("NOT QUIET: other processes used > 0.15 cores during timing; these numbers are lower bounds.")
-    if f.benchmark_json:
-        with open(f.benchmark_json, "w") as out:
-            json.dump(result, out, indent=2)
+    peak_lib.write_json(f.benchmark_json, result)
 
 
 def main(argv):
