@@ -126,7 +126,10 @@ def leaky_relu(x, negative_slope=0.2):
         y = tf.nn.leaky_relu(x, negative_slope)
 
         def grad(dy):
-            return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=negative_slope)
+            # y only selects the slope: its own derivative is zero, and stopping it keeps a
+            # second-order gradient (the penalty's) from differentiating the forward
+            # LeakyRelu op as well, which would read x again and cost a pass over zeros.
+            return tf.raw_ops.LeakyReluGrad(gradients=dy, features=tf.stop_gradient(y), alpha=negative_slope)
 
         return y, grad
 

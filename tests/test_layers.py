@@ -149,6 +149,20 @@ def test_leaky_relu_gradients_equal_tf_bit_for_bit():
     np.testing.assert_array_equal(LeakyReLU(0.2)(x).numpy(), tf.nn.leaky_relu(x, 0.2).numpy())
 
 
+def test_leaky_relu_second_order_never_reads_the_pre_activation():
+    """No LeakyReluGrad in a gradient penalty's graph reads the conv output: so Grappler can
+    fuse conv + bias + LeakyReLU on the penalty's pass too."""
+    x, w = tf.TensorSpec([2, 6, 6, 4]), tf.TensorSpec([3, 3, 4, 4])
+    graph = tf.function(lambda x, w: _penalised(lambda t: leaky_relu(t, 0.2), x, w)).get_concrete_function(x, w).graph
+    grads = [op for op in graph.get_operations() if op.type == "LeakyReluGrad"]
+    assert len(grads) >= 2
+    for op in grads:
+        source = op.inputs[1].op
+        while source.type in ("Identity", "StopGradient"):
+            source = source.inputs[0].op
+        assert source.type == "LeakyRelu", (op.name, source.type)
+
+
 def test_invalid_arguments_are_rejected():
     with pytest.raises(ValueError, match="negative_slope"):
         LeakyReLU(negative_slope=0.0)
