@@ -23,7 +23,6 @@ LSGAN has no penalty (4 F_G + 8 F_D); the logistic loss with R1 takes the penalt
 on the reals (4 F_G + 11 F_D). The first layer of each network needs no input
 gradient in some of these passes; that saving (<1 % here) is ignored.
 """
-import keras
 
 from progan_tf import layers as L
 from progan_tf import networks
@@ -32,8 +31,7 @@ from progan_tf import networks
 ITERATION_MULTIPLES = {"wgan_gp": (4, 14), "lsgan": (4, 8), "logistic": (4, 11), "logistic_no_r1": (4, 8)}
 
 # Element-wise FLOPs per output element of the layers that are not conv/dense.
-_ELEMENTWISE = {keras.layers.LeakyReLU: 2, L.LeakyReLU: 2, L.PixelNorm: 4, L.FadeIn: 3, L.Downsample2D: 1,
-                L.MinibatchStdDev: 4}
+_ELEMENTWISE = {L.LeakyReLU: 2, L.PixelNorm: 4, L.FadeIn: 3, L.Downsample2D: 1, L.MinibatchStdDev: 4}
 
 
 def _per_image(shape):

@@ -64,21 +64,11 @@ def profile_phase(trainer, phase, logdir, calls=1):
     Returns:
       dict: wall ms per step, steps traced, and rows (op type, kind, ms per step, ops per step, share).
     """
-    m = trainer.build_phase(phase)
-    k = trainer.config.steps_per_call
-    data = throughput._synthetic_data(trainer.strategy, phase.batch_size, phase.resolution,
-                                      trainer.network.num_channels)
-    run_steps = trainer.make_train_step(m, k)
-    alphas, count = tf.fill([k], phase.alpha(phase.start)), tf.constant(k, tf.int32)
-
-    def call(first):
-        return [v.numpy() for v in run_steps(data, tf.constant(first, tf.int64), alphas, count)]
-
-    call(0), call(k)  # trace and warm up
+    run, k = throughput.phase_runner(trainer, phase)
+    run(2)  # trace and warm up
     tf.profiler.experimental.start(logdir)
     start = time.perf_counter()
-    for i in range(calls):
-        call((2 + i) * k)
+    run(calls)
     wall = time.perf_counter() - start
     tf.profiler.experimental.stop()
     steps = calls * k

@@ -62,21 +62,19 @@ def _synthetic_data(strategy, batch, resolution, channels, seed=0):
     return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
 
-def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop=False, window_seconds=2.0):
-    """Time the trainer's step on one phase.
+def phase_runner(trainer, phase, python_loop=False):
+    """The phase's compiled step, called as the training loop calls it, on synthetic in-memory images.
 
     Args:
-      steps, warmup, repeats, budget_seconds: see `run_benchmark`.
-      window_seconds: a timed window runs at least `steps` steps and about this long.
-      python_loop: time the single-step function, called from Python once per step with
+      python_loop: use the single-step function, called from Python once per step with
         the batch taken from the iterator in Python (the loop before steps_per_call),
         instead of the `config.steps_per_call`-step function the training loop uses.
 
     Returns:
-      dict of timings and rates for this phase.
+      (run, steps_per_call): run(n_calls) makes n calls, waits for the last and returns its losses.
     """
     m = trainer.build_phase(phase)
-    k = trainer.config.steps_per_call
+    k = 1 if python_loop else trainer.config.steps_per_call
     data = _synthetic_data(trainer.strategy, phase.batch_size, phase.resolution, trainer.network.num_channels)
     counter = {"step": 0}
     alpha = phase.alpha(phase.start)
@@ -84,23 +82,35 @@ def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, pyth
         run_steps = trainer.make_train_step(m, k)
         alphas, count = tf.fill([k], alpha), tf.constant(k, tf.int32)
 
-        def call():  # as Trainer._loop calls it
-            out = run_steps(data, tf.constant(counter["step"], tf.int64), alphas, count)
-            counter["step"] += k
-            return out
+        def call(first):  # as Trainer._loop calls it
+            return run_steps(data, first, alphas, count)
     else:
-        k, step_fn = 1, trainer.make_train_step(m)
+        step_fn = trainer.make_train_step(m)
 
-        def call():
-            out = step_fn(next(data), tf.constant(counter["step"], tf.int64), tf.constant(alpha, tf.float32))
-            counter["step"] += 1
-            return out
+        def call(first):
+            return step_fn(next(data), first, tf.constant(alpha, tf.float32))
 
     def run(n_calls):
         for _ in range(n_calls):
-            out = call()
+            out = call(tf.constant(counter["step"], tf.int64))
+            counter["step"] += k
         return [v.numpy() for v in out]  # waits for the last call
 
+    return run, k
+
+
+def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop=False, window_seconds=2.0):
+    """Time the trainer's step on one phase.
+
+    Args:
+      steps, warmup, repeats, budget_seconds: see `run_benchmark`.
+      window_seconds: a timed window runs at least `steps` steps and about this long.
+      python_loop: see `phase_runner`.
+
+    Returns:
+      dict of timings and rates for this phase.
+    """
+    run, k = phase_runner(trainer, phase, python_loop)
     start = time.perf_counter()
     run(max(1, -(-warmup // k)))
     warmup_seconds = time.perf_counter() - start
@@ -135,9 +145,10 @@ def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps
       python_loop: see `benchmark_phase`.
 
     Returns:
-      dict with the configuration, the peak and one row per phase.
+      dict with the configuration, the peak and one row per phase (the table goes to print_fn).
     """
     trainer = Trainer(network, schedule, config, None, strategy, print_fn=lambda *_: None)
+    print_fn(HEADER)
     rows = []
     for phase in schedule.phases():
         if (resolutions and phase.resolution not in resolutions) or (phase.fading and not fade):
@@ -147,11 +158,15 @@ def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps
             row["fraction_of_peak"] = row["gflops"] / peak["conv_peak_gflops"]
         rows.append(row)
         print_fn(_row_line(row))
+    quiet = all(r["quiet"] for r in rows)
+    if not quiet:
+        print_fn("NOT QUIET: the machine never stayed below 0.15 cores of other load within the budget; "
+                 "these numbers are lower bounds taken on a busy machine.")
     return {"network": network.to_dict(), "train": {"loss": config.loss, "precision": config.precision,
                                                     "jit_compile": config.jit_compile,
                                                     "steps_per_call": 0 if python_loop else config.steps_per_call},
             "replicas": trainer.strategy.num_replicas_in_sync, "peak": peak, "rows": rows,
-            "quiet": all(r["quiet"] for r in rows), "tensorflow": tf.__version__, "cpus": psutil.cpu_count()}
+            "quiet": quiet, "tensorflow": tf.__version__, "cpus": psutil.cpu_count()}
 
 
 HEADER = (f"{'res':>4} {'phase':<6} {'batch':>5} {'img/s':>9} {'ms/step':>9} {'spread':>7} {'GFLOP/img':>10} "
@@ -164,15 +179,6 @@ def _row_line(r):
             f"{r['ms_per_step']:9.2f} {r['spread']:7.1%} {r['flops_per_image'] / 1e9:10.3f} {r['gflops']:8.1f} "
             f"{frac} {(r['memory']['rss_peak_bytes'] or 0) / 2 ** 20:7.0f} {max(r['other_cores']):6.2f} "
             f"{'yes' if r['quiet'] else 'NO'}")
-
-
-def print_table(result, print_fn=print):
-    print_fn(HEADER)
-    for r in result["rows"]:
-        print_fn(_row_line(r))
-    if not result["quiet"]:
-        print_fn("NOT QUIET: the machine never stayed below 0.15 cores of other load within the budget; "
-                 "these numbers are lower bounds taken on a busy machine.")
 
 
 def reference_options(batch=REFERENCE_BATCH, paper=False, max_resolution=64):
@@ -217,11 +223,9 @@ def main():
         peak_lib.print_table(peak)
     config = TrainConfig(run_dir=tempfile.mkdtemp(prefix="progan_bench_"), steps_per_call=max(1, args.steps_per_call),
                          jit_compile=args.xla)
-    print(HEADER)
     result = run_benchmark(network, schedule, config, resolutions, args.fade, args.steps, args.warmup, args.repeats,
                            args.budget, peak, None, args.steps_per_call == 0)
     result["command"] = " ".join(sys.argv)
-    print_table(result)
     peak_lib.write_json(args.json, result)
 
 

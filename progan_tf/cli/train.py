@@ -169,14 +169,11 @@ def benchmark(f, network, schedule, train, strategy, resolutions):
         peak_lib.print_table(peak)
     scratch = tempfile.mkdtemp(prefix="progan_benchmark_")
     try:
-        print(throughput.HEADER)
         result = throughput.run_benchmark(network, schedule, dataclasses.replace(train, run_dir=scratch),
                                           resolutions, steps=f.benchmark_steps, repeats=f.benchmark_repeats,
                                           budget_seconds=f.benchmark_wait, peak=peak, strategy=strategy)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if not result["quiet"]:
-        print("NOT QUIET: other processes used > 0.15 cores during timing; these numbers are lower bounds.")
     peak_lib.write_json(f.benchmark_json, result)
 
 

@@ -20,7 +20,7 @@ class FusedAdam(keras.optimizers.Adam):
     """keras.optimizers.Adam whose update_step is one ResourceApplyAdam op (amsgrad falls back)."""
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or not hasattr(variable, "handle"):
+        if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
