@@ -2,9 +2,10 @@
 
 A FLOP here is one floating-point multiply or add, so a multiply-accumulate is 2.
 Convolutions and dense layers (2 * MACs, counted from the layer shapes of the built
-Keras models) are >99 % of the work at every stage; the element-wise layers
-(LeakyReLU, PixelNorm, biases, minibatch stddev, fades, pooling) are reported
-separately as a small remainder and are not part of `F_G` / `F_D`.
+Keras models; a fused upsampling conv counts the 4x4 transposed conv it runs) are
+>99 % of the work at every stage; the element-wise layers (LeakyReLU, PixelNorm,
+biases, minibatch stddev, fades, pooling) are reported separately as a small
+remainder and are not part of `F_G` / `F_D`.
 
 Per iteration (one D step and one G step) the cost is a multiple of the forward costs
 F_G, F_D at the batch, because a backward pass through a conv or dense layer is two
@@ -55,7 +56,10 @@ def layer_flops(model):
         if isinstance(layer, L.WeightScaledConv2D):
             k, c_in, c_out = layer.kernel.shape[0], layer.kernel.shape[2], layer.kernel.shape[3]
             pixels = _per_image(layer.output.shape) // c_out
-            rows.append((layer.name, "conv", 2 * pixels * k * k * c_in * c_out))
+            if layer.upsample:  # a 4x4 transposed conv over the input pixels (pixels / 4)
+                rows.append((layer.name, "conv", 2 * (pixels // 4) * 16 * c_in * c_out))
+            else:
+                rows.append((layer.name, "conv", 2 * pixels * k * k * c_in * c_out))
             if layer.use_bias:
                 rows.append((layer.name + "_bias", "other", pixels * c_out))
         elif isinstance(layer, L.WeightScaledDense):
@@ -120,7 +124,12 @@ def _live_ops(graph, outputs):
 
 
 def _conv_flops(backprop_shape, kernel_shape):
-    """2 * MACs of a stride-1 conv whose output (or output gradient) has `backprop_shape`."""
+    """2 * MACs of a conv whose output (or output gradient) has `backprop_shape`.
+
+    Each output pixel costs one kernel's worth of MACs at any stride, so this holds for
+    the stride-2 transposed convs of fused upsampling (their `out_backprop` is the
+    low-resolution input).
+    """
     n, h, w, _ = backprop_shape
     k1, k2, c_in, c_out = kernel_shape
     return 2 * n * h * w * k1 * k2 * c_in * c_out

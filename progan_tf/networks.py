@@ -16,6 +16,10 @@ from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, LeakyReLU, MinibatchS
                               WeightScaledConv2D, WeightScaledDense)
 
 
+# Values of fields added after run directories were first written (see from_dict).
+_LEGACY_DEFAULTS = {"fused_upsample": 0}
+
+
 def is_power_of_two(value):
     return isinstance(value, int) and value >= 1 and value & (value - 1) == 0
 
@@ -35,6 +39,12 @@ class NetworkConfig:
       normalize_latents: PixelNorm on z before the first layer.
       use_pixelnorm: PixelNorm after every generator conv.
       leaky_slope: LeakyReLU negative slope.
+      fused_upsample: generator blocks of this resolution and up run their upsample +
+        first conv as one transposed conv (`WeightScaledConv2D(upsample=True)`): the
+        same function and weights in 44 % of that conv's FLOPs. 0 = never. 16 because
+        below 16x16 the separate ops are faster on CPU (benchmarks/RESULTS.md). Fused
+        blocks have no upsample layer, so checkpoints are only compatible between
+        configs with the same value.
     """
     resolution: int = 1024
     num_channels: int = 3
@@ -46,6 +56,7 @@ class NetworkConfig:
     normalize_latents: bool = True
     use_pixelnorm: bool = True
     leaky_slope: float = 0.2
+    fused_upsample: int = 16
 
     def __post_init__(self):
         if not is_power_of_two(self.resolution) or self.resolution < 4:
@@ -55,6 +66,8 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.mbstd_group_size < 0:
             raise ValueError(f"mbstd_group_size must be >= 0, got {self.mbstd_group_size}")
+        if self.fused_upsample != 0 and not (is_power_of_two(self.fused_upsample) and self.fused_upsample >= 8):
+            raise ValueError(f"fused_upsample must be 0 (off) or a resolution >= 8, got {self.fused_upsample!r}")
 
     def nf(self, stage):
         """Feature maps at `stage` = log2(resolution) - 1."""
@@ -70,7 +83,8 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, values):
-        return cls(**values)
+        # Configs written before `fused_upsample` existed describe unfused networks.
+        return cls(**{**_LEGACY_DEFAULTS, **values})
 
 
 def _stage(resolution):
@@ -87,9 +101,9 @@ def _act(config, name):
     return LeakyReLU(negative_slope=config.leaky_slope, name=name)
 
 
-def _g_conv(config, x, filters, name):
-    """conv3x3 -> LeakyReLU -> PixelNorm, the generator's unit."""
-    x = WeightScaledConv2D(filters, 3, name=name)(x)
+def _g_conv(config, x, filters, name, upsample=False):
+    """[upsample x2 ->] conv3x3 -> LeakyReLU -> PixelNorm, the generator's unit."""
+    x = WeightScaledConv2D(filters, 3, upsample=upsample, name=name)(x)
     x = _act(config, f"{name}_act")(x)
     return PixelNorm(name=f"{name}_norm")(x) if config.use_pixelnorm else x
 
@@ -124,8 +138,10 @@ def build_generator(config, resolution, fading=False):
     h_old = None
     for res in config.resolutions[1:config.resolutions.index(resolution) + 1]:
         h_old = x
-        x = Upsample2D(name=f"g_block_{res}_up")(x)
-        x = _g_conv(config, x, config.nf(_stage(res)), f"g_block_{res}_conv0")
+        fused = 0 < config.fused_upsample <= res
+        if not fused:
+            x = Upsample2D(name=f"g_block_{res}_up")(x)
+        x = _g_conv(config, x, config.nf(_stage(res)), f"g_block_{res}_conv0", upsample=fused)
         x = _g_conv(config, x, config.nf(_stage(res)), f"g_block_{res}_conv1")  # [N, res, res, nf]
     images = _torgb(config, x, resolution)
     if fading:

@@ -7,16 +7,21 @@ from progan_tf.networks import NetworkConfig, build_generator
 from progan_tf.schedule import Schedule
 from progan_tf.training.trainer import TrainConfig, Trainer
 
-NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
+# fused_upsample=8: the 8x8 block's upsampling conv is a 4x4 transposed conv.
+NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)
 
 
-def test_forward_flops_by_hand():
-    f_g, other_g = flops.forward_flops(build_generator(NET, 8), batch=2)
-    # dense 16 -> 4*4*16, conv3x3 16->16 at 4x4, two conv3x3 16->16 at 8x8, toRGB 16->3 at 8x8.
-    per_image = 2 * 16 * 256 + 2 * 16 * 9 * 16 * 16 + 2 * (2 * 64 * 9 * 16 * 16) + 2 * 64 * 16 * 3
+@pytest.mark.parametrize("fused", [0, 8])
+def test_forward_flops_by_hand(fused):
+    net = NetworkConfig(**{**NET.to_dict(), "fused_upsample": fused})
+    f_g, other_g = flops.forward_flops(build_generator(net, 8), batch=2)
+    # dense 16 -> 4*4*16, conv3x3 16->16 at 4x4, two conv3x3 16->16 at 8x8, toRGB 16->3 at 8x8;
+    # fused, the first 8x8 conv is a 4x4 kernel over the 4x4 input's 16 pixels.
+    conv0 = 2 * 16 * 16 * 16 * 16 if fused else 2 * 64 * 9 * 16 * 16
+    per_image = 2 * 16 * 256 + 2 * 16 * 9 * 16 * 16 + conv0 + 2 * 64 * 9 * 16 * 16 + 2 * 64 * 16 * 3
     assert f_g == 2 * per_image
     assert 0 < other_g < 0.1 * f_g
-    stage = flops.stage_flops(NET, 8, batch=2)
+    stage = flops.stage_flops(net, 8, batch=2)
     assert stage["iteration"] == 4 * stage["F_G"] + 14 * stage["F_D"]
     assert stage["per_image"] == stage["iteration"] / 2
 

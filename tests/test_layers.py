@@ -12,6 +12,7 @@ from progan_tf.layers import (Downsample2D, FadeIn, LeakyReLU, MinibatchStdDev, 
 
 @pytest.mark.parametrize("layer_cls, kwargs, in_shape, out_shape, n_weights, n_trainable, is_list", [
     (WeightScaledConv2D, {"filters": 8, "kernel_size": 3}, (6, 6, 5), (6, 6, 8), 2, None, False),
+    (WeightScaledConv2D, {"filters": 8, "kernel_size": 3, "upsample": True}, (3, 5, 5), (6, 10, 8), 2, None, False),
     (WeightScaledConv2D, {"filters": 3, "kernel_size": 1, "gain": 1.0, "use_bias": False},
      (6, 6, 5), (6, 6, 3), 1, None, False),
     (WeightScaledDense, {"units": 7}, (5,), (7,), 2, None, False),
@@ -116,6 +117,45 @@ def test_upsample_gradient_sums_each_block():
     np.testing.assert_allclose(grad, dy.reshape(2, 3, 2, 3, 2, 5).sum((2, 4)), rtol=1e-6, atol=1e-6)
 
 
+def test_fused_upsample_conv_equals_upsample_then_conv():
+    """Same values, input and weight gradients, and gradient-penalty (second-order) weight
+    gradient as Upsample2D + conv3x3 with the same weights, borders included."""
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.standard_normal((3, 5, 7, 6)), tf.float32)  # odd, non-square: every border case
+    fused, plain = WeightScaledConv2D(4, 3, upsample=True), WeightScaledConv2D(4, 3)
+    fused.build(x.shape)
+    plain.build((3, 10, 14, 6))
+    plain.set_weights(fused.get_weights())
+    fused.bias.assign(rng.standard_normal(4).astype(np.float32))
+    plain.bias.assign(fused.bias)
+
+    def penalised(f, kernel):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = f(x)
+                total = tf.reduce_sum(tf.square(leaky_relu(y)))
+            dx, dw = inner.gradient(total, [x, kernel])
+            penalty = tf.reduce_sum(tf.square(dx))
+        return [y, dx, dw, outer.gradient(penalty, kernel)]
+
+    ours = penalised(fused, fused.kernel)
+    reference = penalised(lambda t: plain(Upsample2D()(t)), plain.kernel)
+    assert ours[0].shape == (3, 10, 14, 4)
+    for a, b in zip(ours, reference):
+        scale = float(tf.reduce_max(tf.abs(b)))
+        assert scale > 0
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5 * scale)
+
+
+def test_fused_upsample_conv_runs_the_fewer_flops():
+    """The fused layer is one stride-2 transposed conv (no Tile): 16 MACs per input pixel."""
+    layer = WeightScaledConv2D(4, 3, upsample=True)
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec([2, 5, 5, 6])).graph
+    types = [op.type for op in graph.get_operations()]
+    assert "Conv2DBackpropInput" in types and "Conv2D" not in types and "Tile" not in types
+
+
 def test_fade_reals_blends_blurred_and_sharp():
     x = np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(np.float32)
     blurred = np.repeat(np.repeat(x.reshape(2, 4, 2, 4, 2, 3).mean((2, 4)), 2, 1), 2, 2)
@@ -168,6 +208,8 @@ def test_invalid_arguments_are_rejected():
         LeakyReLU(negative_slope=0.0)
     with pytest.raises(ValueError, match="filters"):
         WeightScaledConv2D(0)
+    with pytest.raises(ValueError, match="upsample=True needs kernel_size 3"):
+        WeightScaledConv2D(3, 1, upsample=True)
     with pytest.raises(ValueError, match="target_shape"):
         WeightScaledDense(10, target_shape=(2, 2, 2))
     with pytest.raises(ValueError, match="group_size"):

@@ -74,6 +74,33 @@ def test_fade_then_stable_keeps_the_alpha_one_output():
     np.testing.assert_array_equal(stable(z).numpy(), fading(z).numpy())
 
 
+def test_fused_upsample_generator_equals_the_unfused_one():
+    """Same weights (by layer name and shape), same images; only the upsample layers go."""
+    unfused_config = NetworkConfig(**{**TINY.to_dict(), "fused_upsample": 0})
+    for fading in (False, True):
+        fused, unfused = build_generator(TINY, 32, fading), build_generator(unfused_config, 32, fading)
+        assert TINY.fused_upsample == 16
+        up_layers = {layer.name for layer in unfused.layers} - {layer.name for layer in fused.layers}
+        assert up_layers == {"g_block_16_up", "g_block_32_up"}
+        assert "g_block_8_up" in {layer.name for layer in fused.layers}  # below 16x16: unfused
+        rng = np.random.default_rng(1)
+        for w in unfused.weights:
+            w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.1 if "bias" in w.name else 1.0))
+        set_alpha(unfused, 0.3)
+        set_alpha(fused, 0.3)
+        assert sorted(grow_weights(unfused, fused)) == sorted(
+            layer.name for layer in unfused.layers if layer.weights and layer.name != "g_fade")
+        z = rng.standard_normal((4, TINY.latent_size)).astype(np.float32)
+        expected = unfused(z).numpy()
+        np.testing.assert_allclose(fused(z).numpy(), expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_configs_saved_before_fused_upsample_existed_load_unfused():
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "fused_upsample"}
+    assert NetworkConfig.from_dict(legacy).fused_upsample == 0
+    assert NetworkConfig.from_dict(TINY.to_dict()) == TINY
+
+
 def test_grow_weights_rejects_models_that_do_not_belong_together():
     other = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=8)
     with pytest.raises(ValueError, match="g_block_4_dense"):
@@ -85,6 +112,8 @@ def test_grow_weights_rejects_models_that_do_not_belong_together():
 def test_invalid_configs_are_rejected():
     with pytest.raises(ValueError, match="power of two"):
         NetworkConfig(resolution=48)
+    with pytest.raises(ValueError, match="fused_upsample must be 0"):
+        NetworkConfig(resolution=32, fused_upsample=12)
     with pytest.raises(ValueError, match="not a stage"):
         build_generator(TINY, 64)
     with pytest.raises(ValueError, match="no previous stage"):

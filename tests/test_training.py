@@ -17,7 +17,8 @@ from progan_tf.schedule import Schedule
 from progan_tf.training.checkpoint import load_generator, read_state
 from progan_tf.training.trainer import TrainConfig, Trainer, validate
 
-NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
+# fused_upsample=8: the 8x8 block's fused upsampling conv runs in every test here.
+NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)
 SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.064, stable_kimg=0.064, total_kimg=None,
                     batch_sizes={4: 8, 8: 8})
 SOURCE = ArraySource(synthetic_images(64, 8)[0])
@@ -100,6 +101,25 @@ def test_tiny_run_end_to_end(tmp_path):
     np.testing.assert_allclose(served, np.clip((gs(z).numpy() + 1.0) / 2.0, 0.0, 1.0), atol=1e-5)
 
 
+def test_a_run_from_before_fused_upsample_resumes_only_unfused(tmp_path):
+    """A config.json without the field describes an unfused run; resuming it fused would
+    restore its checkpoint into differently numbered layers, so it is refused by name."""
+    unfused = NetworkConfig(**{**NET.to_dict(), "fused_upsample": 0})
+    config = TrainConfig(run_dir=str(tmp_path), tick_kimg=0.032, grid_size=4)
+    Trainer(unfused, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lambda *_: None).train(stop_at_images=32)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["network"]["fused_upsample"]
+    path.write_text(json.dumps(saved))
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    with pytest.raises(ValueError, match="different fused_upsample"):
+        Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lambda *_: None).train()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    state = Trainer(unfused, SCHEDULE, config, SOURCE, _strategy("/cpu:0"),
+                    print_fn=lambda *_: None).train(stop_at_images=64)
+    assert state["images_seen"] == 64
+
+
 def test_mixed_precision_steps_are_finite(tmp_path):
     for policy in ("mixed_float16", "mixed_bfloat16"):
         keras.mixed_precision.set_dtype_policy(policy)
@@ -140,7 +160,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     from progan_tf.schedule import Schedule
     from progan_tf.training.trainer import TrainConfig, Trainer
 
-    net = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
+    net = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)
     schedule = Schedule(max_resolution=8, fade_kimg=0.128, stable_kimg=0.064, total_kimg=None,
                         batch_sizes={4: 8, 8: 8})
     source = ArraySource(synthetic_images(40, 8)[0])

@@ -206,12 +206,16 @@ def main():
     parser.add_argument("--steps_per_call", type=int, default=TrainConfig.steps_per_call,
                         help="0: one call of the single-step function per step, fed from Python")
     parser.add_argument("--xla", action="store_true", help="jit_compile the step")
+    parser.add_argument("--fused_upsample", type=int, default=None,
+                        help="NetworkConfig.fused_upsample (default: the config's, 16; 0 = off)")
     parser.add_argument("--peak_json", default="", help="peak.py's JSON, or an earlier throughput JSON "
                         "(default: measure the peak first)")
     parser.add_argument("--no_peak", action="store_true", help="skip the peak (no fractions of peak)")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
     network, schedule = reference_options(paper=args.paper, max_resolution=args.max_resolution)
+    if args.fused_upsample is not None:
+        network = dataclasses.replace(network, fused_upsample=args.fused_upsample)
     resolutions = [int(r) for r in args.resolutions.split(",") if r]
     if args.peak_json:
         with open(args.peak_json) as f:

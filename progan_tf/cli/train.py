@@ -29,6 +29,9 @@ flags.DEFINE_integer("fmap_base", 8192, "Feature maps: nf(stage) = min(fmap_base
 flags.DEFINE_float("fmap_decay", 1.0, "Feature-map decay per stage (log2).")
 flags.DEFINE_integer("fmap_max", 512, "Maximum feature maps per layer.")
 flags.DEFINE_integer("mbstd_group_size", 4, "Minibatch-stddev group size (0 disables it).")
+flags.DEFINE_integer("fused_upsample", 16, "G's blocks from this resolution up run upsample + conv as one "
+                     "transposed conv (same function, fewer FLOPs); 0 = never. Runs started before this flag "
+                     "existed resume with --fused_upsample=0.")
 # Schedule.
 flags.DEFINE_float("fade_kimg", 600, "Thousands of images per fade-in phase.")
 flags.DEFINE_float("stable_kimg", 600, "Thousands of images per stable phase.")
@@ -112,7 +115,7 @@ def options_from_flags(f):
     try:
         network = NetworkConfig(resolution=f.resolution, num_channels=f.num_channels, latent_size=f.latent_size,
                                 fmap_base=f.fmap_base, fmap_decay=f.fmap_decay, fmap_max=f.fmap_max,
-                                mbstd_group_size=f.mbstd_group_size)
+                                mbstd_group_size=f.mbstd_group_size, fused_upsample=f.fused_upsample)
         schedule = Schedule(max_resolution=f.resolution, fade_kimg=f.fade_kimg, stable_kimg=f.stable_kimg,
                             total_kimg=f.total_kimg or None, batch_sizes=batch_sizes,
                             learning_rates=parse_int_map("learning_rates", f.learning_rates, float),

@@ -188,6 +188,7 @@ class Trainer:
         options = json.loads(json.dumps(self._options()))  # tuples -> lists, as stored
         if ckpt.read_state(self.config.run_dir) is not None and os.path.exists(path):
             saved = ckpt.read_json(path)
+            saved["network"] = networks.NetworkConfig.from_dict(saved["network"]).to_dict()
             changed = [k for k in saved["network"] if saved["network"][k] != options["network"].get(k)]
             changed += [k for k in ("loss", "seed") if saved["train"][k] != options["train"][k]]
             changed += [k for k in saved["schedule"] if k != "total_kimg"
