@@ -1,4 +1,5 @@
-"""Test session setup: two logical CPU devices, so 2-replica strategies run on one CPU.
+"""Test session setup: two logical CPU devices, so 2-replica strategies run on one CPU,
+and what --deterministic sets, so the tests that compare runs bit for bit can.
 
 This must happen before TensorFlow initialises its devices, i.e. at conftest import.
 Strategies that do not name devices still use one device, so other tests are unaffected.
@@ -9,6 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from progan_tf.training.trainer import make_deterministic  # noqa: E402
+
+make_deterministic()
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])

@@ -152,14 +152,13 @@ def test_validation_names_the_option():
 RESUME_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    import tensorflow as tf
-    tf.config.experimental.enable_op_determinism()
     from progan_tf.data.pipeline import ArraySource
     from progan_tf.data.synthetic import synthetic_images
     from progan_tf.networks import NetworkConfig
     from progan_tf.schedule import Schedule
-    from progan_tf.training.trainer import TrainConfig, Trainer
+    from progan_tf.training.trainer import TrainConfig, Trainer, make_deterministic
 
+    make_deterministic()  # what --deterministic does
     net = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)
     schedule = Schedule(max_resolution=8, fade_kimg=0.128, stable_kimg=0.064, total_kimg=None,
                         batch_sizes={4: 8, 8: 8})

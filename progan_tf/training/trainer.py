@@ -5,7 +5,8 @@ phase's weights into them), make fresh optimisers, run the distributed train ste
 and do the per-tick maintenance (progress, samples, checkpoints). Every random
 number of a step is drawn statelessly from (seed, step) for the global batch and
 sliced per replica, so a step is the same computation on 1 replica or on N, and a
-resumed run replays exactly what an uninterrupted one would have done.
+resumed run replays exactly what an uninterrupted one would have done (bit for bit
+after `make_deterministic()`).
 """
 import dataclasses
 import json
@@ -89,6 +90,22 @@ def make_strategy(devices=None):
     if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices or None)
+
+
+def make_deterministic():
+    """Make reruns and resumes bit-exact: TensorFlow op determinism, and one op at a time.
+
+    Op determinism alone is not enough on x86: TensorFlow's oneDNN kernels occasionally
+    compute a different result when other ops run beside them (a 4x4 stage, 40 steps:
+    about one process in four ended with different weights, none with one inter-op
+    thread). One inter-op thread costs about 20 % per step (benchmarks/RESULTS.md).
+    Call it before TensorFlow runs anything.
+
+    Raises:
+      RuntimeError: TensorFlow is already initialised.
+    """
+    tf.config.experimental.enable_op_determinism()
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def validate(network, schedule, config, num_replicas, source=None):
