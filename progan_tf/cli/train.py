@@ -190,7 +190,6 @@ def main(argv):
         if FLAGS.cpu_devices:
             split_cpu(FLAGS.cpu_devices)
         import keras
-        import tensorflow as tf
         from progan_tf.training import trainer
         if FLAGS.deterministic:
             trainer.make_deterministic()
