@@ -7,6 +7,15 @@ Keras models; a fused upsampling conv counts the 4x4 transposed conv it runs) ar
 biases, minibatch stddev, fades, pooling) are reported separately as a small
 remainder and are not part of `F_G` / `F_D`.
 
+Two counts of a convolution's MACs:
+  executed (the default): only the kernel taps that land on the image. Taps over the
+    'SAME' zero padding multiply by zero, and oneDNN's kernels skip them: a 3x3 conv
+    runs 22 of 24 taps per row at 8x8, 10 of 12 at 4x4, so it does 84 % of the
+    nominal work at 8x8, 69 % at 4x4 and 98 % at 64x64.
+  nominal (`nominal=True`): every tap of every output pixel, the usual count from the
+    layer shapes. Its rates are not comparable across resolutions: at 8x8 a conv's
+    nominal rate exceeds this machine's FMA ceiling (benchmarks/RESULTS.md).
+
 Per iteration (one D step and one G step) the cost is a multiple of the forward costs
 F_G, F_D at the batch, because a backward pass through a conv or dense layer is two
 of its forward passes (gradient w.r.t. the input and w.r.t. the weights):
@@ -42,11 +51,28 @@ def _per_image(shape):
     return count
 
 
-def layer_flops(model):
+def taps_on_image(in_size, out_size, kernel, stride=1, padding="SAME"):
+    """Kernel taps of a convolution along one dimension that land on its input, not on padding.
+
+    Summed over the output positions; the conv's MACs per image are the product of
+    this over its two dimensions times c_in * c_out. `in_size` and `out_size` are the
+    convolution's own (for a transposed conv: its output and its input).
+    """
+    if padding == "SAME":
+        pad = max((out_size - 1) * stride + kernel - in_size, 0) // 2
+    elif padding == "VALID":
+        pad = 0
+    else:
+        raise ValueError(f"padding {padding!r} is not counted; only 'SAME' and 'VALID' are")
+    return sum(1 for o in range(out_size) for t in range(kernel) if 0 <= stride * o + t - pad < in_size)
+
+
+def layer_flops(model, nominal=False):
     """Forward FLOPs per image of every layer of a built model.
 
     Args:
       model: a generator or discriminator from `progan_tf.networks`.
+      nominal: count the kernel taps over zero padding too (see the module docstring).
 
     Returns:
       list of (layer name, kind, flops per image); kind is "conv", "dense" or "other".
@@ -55,11 +81,16 @@ def layer_flops(model):
     for layer in model.layers:
         if isinstance(layer, L.WeightScaledConv2D):
             k, c_in, c_out = layer.kernel.shape[0], layer.kernel.shape[2], layer.kernel.shape[3]
-            pixels = _per_image(layer.output.shape) // c_out
-            if layer.upsample:  # a 4x4 transposed conv over the input pixels (pixels / 4)
-                rows.append((layer.name, "conv", 2 * (pixels // 4) * 16 * c_in * c_out))
+            h, w = int(layer.output.shape[1]), int(layer.output.shape[2])
+            pixels = h * w
+            # A fused upsampling conv is a 4x4 stride-2 transposed conv: the gradient of a
+            # conv from the output (h, w) to the input (h / 2, w / 2).
+            k, stride, out_h, out_w = (4, 2, h // 2, w // 2) if layer.upsample else (k, 1, h, w)
+            if nominal:
+                taps = out_h * k * out_w * k
             else:
-                rows.append((layer.name, "conv", 2 * pixels * k * k * c_in * c_out))
+                taps = taps_on_image(h, out_h, k, stride) * taps_on_image(w, out_w, k, stride)
+            rows.append((layer.name, "conv", 2 * taps * c_in * c_out))
             if layer.use_bias:
                 rows.append((layer.name + "_bias", "other", pixels * c_out))
         elif isinstance(layer, L.WeightScaledDense):
@@ -72,9 +103,9 @@ def layer_flops(model):
     return rows
 
 
-def forward_flops(model, batch=1):
+def forward_flops(model, batch=1, nominal=False):
     """(conv + dense FLOPs, element-wise FLOPs) of one forward pass at `batch`."""
-    rows = layer_flops(model)
+    rows = layer_flops(model, nominal)
     main = sum(f for _, kind, f in rows if kind != "other")
     other = sum(f for _, kind, f in rows if kind == "other")
     return main * batch, other * batch
@@ -91,19 +122,25 @@ def stage_flops(network, resolution, fading=False, batch=1, loss="wgan_gp"):
       loss: a key of ITERATION_MULTIPLES.
 
     Returns:
-      dict with F_G, F_D (conv + dense forward FLOPs at the batch), their element-wise
-      remainders, iteration (conv + dense FLOPs of one D step + one G step),
-      per_image (iteration / batch) and the multiples used.
+      dict with F_G, F_D (executed conv + dense forward FLOPs at the batch), their
+      element-wise remainders, iteration (conv + dense FLOPs of one D step + one G
+      step), per_image (iteration / batch), the multiples used, and F_G, F_D,
+      iteration and per_image counted nominally (keys ending in "_nominal").
     """
     if loss not in ITERATION_MULTIPLES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(ITERATION_MULTIPLES)}")
-    f_g, other_g = forward_flops(networks.build_generator(network, resolution, fading), batch)
-    f_d, other_d = forward_flops(networks.build_discriminator(network, resolution, fading), batch)
+    g = networks.build_generator(network, resolution, fading)
+    d = networks.build_discriminator(network, resolution, fading)
     mult_g, mult_d = ITERATION_MULTIPLES[loss]
-    iteration = mult_g * f_g + mult_d * f_d
+    f_g, other_g = forward_flops(g, batch)
+    f_d, other_d = forward_flops(d, batch)
+    nominal_g, nominal_d = forward_flops(g, batch, nominal=True)[0], forward_flops(d, batch, nominal=True)[0]
+    iteration, iteration_nominal = mult_g * f_g + mult_d * f_d, mult_g * nominal_g + mult_d * nominal_d
     return {"resolution": resolution, "fading": fading, "batch": batch, "loss": loss,
             "F_G": f_g, "F_D": f_d, "other_G": other_g, "other_D": other_d,
-            "multiples": [mult_g, mult_d], "iteration": iteration, "per_image": iteration / batch}
+            "multiples": [mult_g, mult_d], "iteration": iteration, "per_image": iteration / batch,
+            "F_G_nominal": nominal_g, "F_D_nominal": nominal_d, "iteration_nominal": iteration_nominal,
+            "per_image_nominal": iteration_nominal / batch}
 
 
 _SINKS = ("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp")
@@ -123,19 +160,30 @@ def _live_ops(graph, outputs):
     return live
 
 
-def _conv_flops(backprop_shape, kernel_shape):
-    """2 * MACs of a conv whose output (or output gradient) has `backprop_shape`.
+def _conv_flops(op, in_shape, out_shape, kernel_shape, nominal):
+    """2 * MACs of a conv op, or of the gradient op of a conv from `in_shape` to `out_shape`.
 
-    Each output pixel costs one kernel's worth of MACs at any stride, so this holds for
-    the stride-2 transposed convs of fused upsampling (their `out_backprop` is the
-    low-resolution input).
+    The three ops of one convolution run over the same (output pixel, tap) pairs. For
+    the transposed convs of fused upsampling (Conv2DBackpropInput ops) the conv is the
+    stride-2 one from their output to their input.
     """
-    n, h, w, _ = backprop_shape
+    if op.get_attr("data_format") not in (b"NHWC", "NHWC"):
+        raise ValueError(f"{op.name}: only NHWC convolutions are counted")
+    padding = op.get_attr("padding")
+    padding = padding.decode() if isinstance(padding, bytes) else padding
+    _, stride_h, stride_w, _ = op.get_attr("strides")
+    n, out_h, out_w, _ = out_shape
     k1, k2, c_in, c_out = kernel_shape
-    return 2 * n * h * w * k1 * k2 * c_in * c_out
+    in_h = in_shape[1] if in_shape[1] is not None else out_h * stride_h
+    in_w = in_shape[2] if in_shape[2] is not None else out_w * stride_w
+    if nominal:
+        taps = out_h * k1 * out_w * k2
+    else:
+        taps = taps_on_image(in_h, out_h, k1, stride_h, padding) * taps_on_image(in_w, out_w, k2, stride_w, padding)
+    return 2 * n * taps * c_in * c_out
 
 
-def graph_flops(concrete_function):
+def graph_flops(concrete_function, nominal=False):
     """Conv and matmul FLOPs of the live ops of a traced function, from their static shapes.
 
     Ops whose results nothing uses (e.g. weight gradients of D in the G step, which the
@@ -144,6 +192,7 @@ def graph_flops(concrete_function):
 
     Args:
       concrete_function: e.g. `train_step.get_concrete_function(reals, step, alpha)`.
+      nominal: count conv taps over zero padding too (see the module docstring).
 
     Returns:
       dict op type -> FLOPs, for Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul.
@@ -153,11 +202,11 @@ def graph_flops(concrete_function):
         if op.type not in totals:
             continue
         if op.type == "Conv2D":
-            flops = _conv_flops(op.outputs[0].shape, op.inputs[1].shape)
+            flops = _conv_flops(op, op.inputs[0].shape, op.outputs[0].shape, op.inputs[1].shape, nominal)
         elif op.type == "Conv2DBackpropInput":
-            flops = _conv_flops(op.inputs[2].shape, op.inputs[1].shape)
+            flops = _conv_flops(op, op.outputs[0].shape, op.inputs[2].shape, op.inputs[1].shape, nominal)
         elif op.type == "Conv2DBackpropFilter":
-            flops = _conv_flops(op.inputs[2].shape, op.outputs[0].shape)
+            flops = _conv_flops(op, op.inputs[0].shape, op.inputs[2].shape, op.outputs[0].shape, nominal)
         else:
             a, b = op.inputs[0].shape, op.inputs[1].shape
             rows, inner = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])

@@ -19,7 +19,7 @@ def test_conv_peak_step_runs_forward_and_both_gradients():
     (a step whose forward output nothing used was pruned by Grappler and overstated
     the peak by 1.5x)."""
     x, w, dy = tf.zeros([2, 8, 8, 4]), tf.zeros([3, 3, 4, 5]), tf.zeros([2, 8, 8, 5])
-    traced = flops.graph_flops(tf.function(peak.conv_fwd_bwd).get_concrete_function(x, w, dy))
+    traced = flops.graph_flops(tf.function(peak.conv_fwd_bwd).get_concrete_function(x, w, dy), nominal=True)
     macs = 2 * 8 * 8 * 9 * 4 * 5
     assert traced == {"Conv2D": 2 * macs, "Conv2DBackpropInput": 2 * macs, "Conv2DBackpropFilter": 2 * macs,
                       "MatMul": 0}
@@ -27,17 +27,20 @@ def test_conv_peak_step_runs_forward_and_both_gradients():
 
 def test_conv_peak_rate_counts_three_convolutions_per_iteration():
     result = peak.conv_peak(2, 8, 4, 4, target_seconds=0.01, repeats=2, budget_seconds=0)
-    flops_per_window = 3 * 2 * (2 * 8 * 8 * 9 * 4 * 4) * result["iterations"]
+    # Executed: 22 of the 24 taps along each 8-pixel row land on the image; nominal: all 9 per pixel.
+    flops_per_window = 3 * 2 * (2 * 22 * 22 * 4 * 4) * result["iterations"]
+    nominal_per_window = 3 * 2 * (2 * 8 * 8 * 9 * 4 * 4) * result["iterations"]
     assert len(result["seconds"]) == 2
     assert result["gflops"] == pytest.approx(flops_per_window / result["median"] / 1e9)
     assert result["gflops_best"] == pytest.approx(flops_per_window / min(result["seconds"]) / 1e9)
+    assert result["gflops_nominal"] == pytest.approx(nominal_per_window / result["median"] / 1e9)
 
 
 def test_throughput_rows_follow_the_flop_count(tmp_path):
     network = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
     schedule = Schedule(max_resolution=8, batch_sizes={4: 8, 8: 8}, total_kimg=None)
     config = TrainConfig(run_dir=str(tmp_path), steps_per_call=2)
-    fake_peak = {"conv_peak_gflops": 100.0}
+    fake_peak = {"conv_peak_gflops": 100.0, "conv_peak_gflops_nominal": 120.0}
     lines = []
     result = throughput.run_benchmark(network, schedule, config, steps=2, warmup=1, repeats=2, budget_seconds=0,
                                       peak=fake_peak, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
@@ -50,6 +53,9 @@ def test_throughput_rows_follow_the_flop_count(tmp_path):
         assert row["images_per_second"] == pytest.approx(8 / (row["ms_per_step"] / 1e3))
         assert row["gflops"] == pytest.approx(cost["iteration"] / (row["ms_per_step"] / 1e3) / 1e9)
         assert row["fraction_of_peak"] == pytest.approx(row["gflops"] / 100.0)
+        assert row["gflops_nominal"] == pytest.approx(cost["iteration_nominal"] / (row["ms_per_step"] / 1e3) / 1e9)
+        assert row["fraction_of_peak_nominal"] == pytest.approx(row["gflops_nominal"] / 120.0)
+        assert row["gflops"] < row["gflops_nominal"]  # 3x3 convs at 4x4 and 8x8 skip padding taps
         assert row["steps_per_window"] % 2 == 0 and np.isfinite(row["median"])
 
 

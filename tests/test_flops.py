@@ -14,22 +14,44 @@ NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fus
 @pytest.mark.parametrize("fused", [0, 8])
 def test_forward_flops_by_hand(fused):
     net = NetworkConfig(**{**NET.to_dict(), "fused_upsample": fused})
-    f_g, other_g = flops.forward_flops(build_generator(net, 8), batch=2)
+    g = build_generator(net, 8)
     # dense 16 -> 4*4*16, conv3x3 16->16 at 4x4, two conv3x3 16->16 at 8x8, toRGB 16->3 at 8x8;
     # fused, the first 8x8 conv is a 4x4 kernel over the 4x4 input's 16 pixels.
     conv0 = 2 * 16 * 16 * 16 * 16 if fused else 2 * 64 * 9 * 16 * 16
     per_image = 2 * 16 * 256 + 2 * 16 * 9 * 16 * 16 + conv0 + 2 * 64 * 9 * 16 * 16 + 2 * 64 * 16 * 3
+    nominal, _ = flops.forward_flops(g, batch=2, nominal=True)
+    assert nominal == 2 * per_image
+    # Executed: along a row, a 3x3 'SAME' conv has 10 of its 12 taps on a 4x4 image and 22 of 24
+    # on an 8x8 one; the fused 4x4 stride-2 kernel has 14 of 16.
+    conv0 = 2 * 14 * 14 * 16 * 16 if fused else 2 * 22 * 22 * 16 * 16
+    per_image = 2 * 16 * 256 + 2 * 10 * 10 * 16 * 16 + conv0 + 2 * 22 * 22 * 16 * 16 + 2 * 64 * 16 * 3
+    f_g, other_g = flops.forward_flops(g, batch=2)
     assert f_g == 2 * per_image
     assert 0 < other_g < 0.1 * f_g
     stage = flops.stage_flops(net, 8, batch=2)
     assert stage["iteration"] == 4 * stage["F_G"] + 14 * stage["F_D"]
     assert stage["per_image"] == stage["iteration"] / 2
+    assert stage["iteration_nominal"] == 4 * stage["F_G_nominal"] + 14 * stage["F_D_nominal"]
+    assert stage["F_G_nominal"] == nominal and stage["iteration"] < stage["iteration_nominal"]
+
+
+@pytest.mark.parametrize("in_size,kernel,stride,padding", [
+    (4, 3, 1, "SAME"), (8, 3, 1, "SAME"), (7, 3, 1, "SAME"), (5, 1, 1, "SAME"), (8, 4, 2, "SAME"),
+    (16, 4, 2, "SAME"), (9, 4, 2, "SAME"), (8, 3, 1, "VALID"), (9, 4, 2, "VALID")])
+def test_taps_on_image_counts_what_a_convolution_of_ones_sums(in_size, kernel, stride, padding):
+    """A conv of an all-ones image with an all-ones kernel sums the taps that land on the image."""
+    ones = tf.nn.conv2d(tf.ones([1, in_size, in_size, 1]), tf.ones([kernel, kernel, 1, 1]), stride, padding)
+    out_size = int(ones.shape[1])
+    taps = flops.taps_on_image(in_size, out_size, kernel, stride, padding)
+    assert taps * taps == int(tf.reduce_sum(ones))
+    assert taps <= out_size * kernel
 
 
 def test_paper_networks_cost():
     s = flops.stage_flops(NetworkConfig(), 4, batch=1)
-    # 4x4: dense 512 -> 8192 and a 3x3 512 -> 512 conv on 16 pixels dominate.
-    assert s["F_G"] == pytest.approx(2 * 512 * 8192 + 2 * 16 * 9 * 512 * 512 + 2 * 16 * 512 * 3)
+    # 4x4: dense 512 -> 8192 and a 3x3 512 -> 512 conv on 16 pixels (100 of its 144 taps on the image).
+    assert s["F_G"] == 2 * 512 * 8192 + 2 * 100 * 512 * 512 + 2 * 16 * 512 * 3
+    assert s["F_G_nominal"] == 2 * 512 * 8192 + 2 * 16 * 9 * 512 * 512 + 2 * 16 * 512 * 3
     with pytest.raises(ValueError, match="unknown loss"):
         flops.stage_flops(NET, 8, loss="hinge")
 
@@ -43,10 +65,11 @@ def test_iteration_count_matches_the_traced_step(tmp_path, fading, loss, key):
                       tf.distribute.OneDeviceStrategy("/cpu:0"), print_fn=lambda *_: None)
     phase = schedule.phases()[1 if fading else 2]  # 8x8 fade / 8x8 stable
     step = trainer.make_train_step(trainer.build_phase(phase))
-    traced = flops.graph_flops(step.get_concrete_function(
-        tf.zeros([8, 8, 8, 3]), tf.constant(0, tf.int64), tf.constant(0.5)))
-    expected = flops.stage_flops(NET, 8, fading, batch=8, loss=key)["iteration"]
-    # The analysis ignores that the first layers need no input gradient in some passes.
-    assert sum(traced.values()) == pytest.approx(expected, rel=0.02)
-    assert sum(traced.values()) <= expected
-    assert np.all([v > 0 for v in traced.values()])
+    function = step.get_concrete_function(tf.zeros([8, 8, 8, 3]), tf.constant(0, tf.int64), tf.constant(0.5))
+    stage = flops.stage_flops(NET, 8, fading, batch=8, loss=key)
+    for nominal, expected in ((False, stage["iteration"]), (True, stage["iteration_nominal"])):
+        traced = flops.graph_flops(function, nominal=nominal)
+        # The analysis ignores that the first layers need no input gradient in some passes.
+        assert sum(traced.values()) == pytest.approx(expected, rel=0.02)
+        assert sum(traced.values()) <= expected
+        assert np.all([v > 0 for v in traced.values()])

@@ -5,7 +5,8 @@
 The convolution is timed forward + backward (Conv2D, Conv2DBackpropInput,
 Conv2DBackpropFilter: 3 x 2 x MACs) at the shapes ProGAN trains at, since that is
 what a training step is made of; `throughput.py` reports its achieved FLOP/s as a
-fraction of the best of these.
+fraction of the best of these. MACs are counted as `progan_tf.flops` counts them:
+executed (taps on the image) for the peak, nominal (zero padding included) beside it.
 
 Timing follows the quiet-machine rule: every timed window also measures the CPU
 time that other processes used during it, and a window in which they used more than
@@ -20,6 +21,8 @@ import time
 
 import psutil
 import tensorflow as tf
+
+from progan_tf import flops as flops_lib
 
 MAX_OTHER_CORES = 0.15
 
@@ -105,17 +108,24 @@ def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget
             "rejected": len(noisy)}
 
 
-def _rate(flops_per_window, timing):
+def _rate(flops_per_window, timing, nominal_flops_per_window=None):
+    nominal = flops_per_window if nominal_flops_per_window is None else nominal_flops_per_window
     return {"gflops": flops_per_window / timing["median"] / 1e9,
-            "gflops_best": flops_per_window / min(timing["seconds"]) / 1e9, **timing}
+            "gflops_best": flops_per_window / min(timing["seconds"]) / 1e9,
+            "gflops_nominal": nominal / timing["median"] / 1e9, **timing}
+
+
+def _normal(shape, seed):
+    """Fixed random inputs: stateless, so they also work under op determinism (--deterministic)."""
+    return tf.random.stateless_normal(shape, [seed, 0])
 
 
 def matmul_peak(n=4096, iterations=4, **timing_args):
     """GFLOP/s of float32 [n, n] x [n, n] matmuls."""
     # Variables: every iteration reads them again (a stateful op), so Grappler cannot
     # hoist or merge the matmuls.
-    a = tf.Variable(tf.random.normal([n, n]))
-    b = tf.Variable(tf.random.normal([n, n]))
+    a = tf.Variable(_normal([n, n], 0))
+    b = tf.Variable(_normal([n, n], 1))
 
     @tf.function
     def window():
@@ -146,11 +156,13 @@ def conv_fwd_bwd(x, w, dy):
 
 
 def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args):
-    """GFLOP/s of a 3x3 'SAME' float32 convolution forward + backward (input and filter gradients)."""
-    x = tf.Variable(tf.random.normal([batch, resolution, resolution, c_in]))
-    w = tf.Variable(tf.random.normal([3, 3, c_in, c_out]))
-    dy = tf.random.normal([batch, resolution, resolution, c_out])
-    flops = 3 * 2 * batch * resolution * resolution * 9 * c_in * c_out
+    """GFLOP/s of a 3x3 'SAME' float32 convolution forward + backward (input and filter gradients),
+    executed ("gflops") and nominal ("gflops_nominal") MACs."""
+    x = tf.Variable(_normal([batch, resolution, resolution, c_in], 0))
+    w = tf.Variable(_normal([3, 3, c_in, c_out], 1))
+    dy = _normal([batch, resolution, resolution, c_out], 2)
+    flops = 3 * 2 * batch * flops_lib.taps_on_image(resolution, resolution, 3) ** 2 * c_in * c_out
+    nominal = 3 * 2 * batch * resolution * resolution * 9 * c_in * c_out
 
     def step():
         return conv_fwd_bwd(x, w, dy)
@@ -170,15 +182,17 @@ def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args)
 
     window().numpy()
     return {"op": "conv3x3_fwd_bwd", "shape": [batch, resolution, resolution, c_in, c_out], "iterations": iterations,
-            **_rate(flops * iterations, timed_windows(lambda: window().numpy(), **timing_args))}
+            **_rate(flops * iterations, timed_windows(lambda: window().numpy(), **timing_args), nominal * iterations)}
 
 
 def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
-    """Every peak measurement; `conv_peak_gflops` is the best median over the conv shapes."""
+    """Every peak measurement; `conv_peak_gflops` is the best median over the conv shapes
+    (executed FLOPs), `conv_peak_gflops_nominal` the best in nominal FLOPs."""
     results = [matmul_peak(repeats=repeats, budget_seconds=budget_seconds)]
     results += [conv_peak(*shape, repeats=repeats, budget_seconds=budget_seconds) for shape in conv_shapes]
     convs = [r for r in results if r["op"] == "conv3x3_fwd_bwd"]
     return {"matmul_gflops": results[0]["gflops"], "conv_peak_gflops": max(r["gflops"] for r in convs),
+            "conv_peak_gflops_nominal": max(r["gflops_nominal"] for r in convs),
             "quiet": all(r["quiet"] for r in results), "results": results,
             "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                         "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
@@ -186,12 +200,13 @@ def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
 
 
 def print_table(peak):
-    print(f"{'op':<18} {'shape':<26} {'GFLOP/s':>8} {'best':>8} {'spread':>7} {'others':>7} quiet")
+    print(f"{'op':<18} {'shape':<26} {'GFLOP/s':>8} {'best':>8} {'nominal':>8} {'spread':>7} {'others':>7} quiet")
     for r in peak["results"]:
         shape = "x".join(map(str, r.get("shape", [r.get("n")] * 2)))
-        print(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['spread']:7.1%} "
-              f"{max(r['other_cores']):7.2f} {'yes' if r['quiet'] else 'NO (machine busy)'}")
-    print(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s"
+        print(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['gflops_nominal']:8.1f} "
+              f"{r['spread']:7.1%} {max(r['other_cores']):7.2f} {'yes' if r['quiet'] else 'NO (machine busy)'}")
+    print(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s "
+          f"executed ({peak['conv_peak_gflops_nominal']:.1f} nominal)"
           + ("" if peak["quiet"] else "  [NOT QUIET: other processes used > 0.15 cores in some windows]"))
 
 

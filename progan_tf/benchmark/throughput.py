@@ -11,7 +11,9 @@ no input pipeline is timed. After a warm-up, timed windows of `--steps` steps ru
 under the quiet-machine rule of `peak.py` (windows during which other processes used
 more than 0.15 cores are repeated); the median and spread of the windows are
 reported. FLOPs are the analytical count of `progan_tf.flops` (4 F_G + 14 F_D for
-WGAN-GP), which tests/test_flops.py checks against the traced graph.
+WGAN-GP), which tests/test_flops.py checks against the traced graph: executed FLOPs
+(conv taps on the image) for GFLOP/s and "% of peak", nominal ones (zero padding
+included, the usual count) in the "%nom" column, against the nominal peak.
 """
 import argparse
 import dataclasses
@@ -127,6 +129,8 @@ def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, pyth
             "ms_per_step": step_seconds * 1e3, "images_per_second": phase.batch_size / step_seconds,
             "flops_per_image": cost["per_image"], "flops_per_step": cost["iteration"],
             "gflops": cost["iteration"] / step_seconds / 1e9, "F_G": cost["F_G"], "F_D": cost["F_D"],
+            "flops_per_step_nominal": cost["iteration_nominal"],
+            "gflops_nominal": cost["iteration_nominal"] / step_seconds / 1e9,
             "memory": _memory(), **timing}
 
 
@@ -156,6 +160,7 @@ def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps
         row = benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop)
         if peak:
             row["fraction_of_peak"] = row["gflops"] / peak["conv_peak_gflops"]
+            row["fraction_of_peak_nominal"] = row["gflops_nominal"] / peak["conv_peak_gflops_nominal"]
         rows.append(row)
         print_fn(_row_line(row))
     quiet = all(r["quiet"] for r in rows)
@@ -170,13 +175,14 @@ def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps
 
 
 HEADER = (f"{'res':>4} {'phase':<6} {'batch':>5} {'img/s':>9} {'ms/step':>9} {'spread':>7} {'GFLOP/img':>10} "
-          f"{'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'others':>6} quiet")
+          f"{'GFLOP/s':>8} {'%peak':>6} {'%nom':>6} {'RSS MB':>7} {'others':>6} quiet")
 
 
 def _row_line(r):
-    frac = f"{r['fraction_of_peak']:6.1%}" if "fraction_of_peak" in r else f"{'-':>6}"
+    frac = "".join(f"{r[key]:7.1%}" if key in r else f"{'-':>7}"
+                   for key in ("fraction_of_peak", "fraction_of_peak_nominal"))
     return (f"{r['resolution']:>4} {r['phase']:<6} {r['batch']:>5} {r['images_per_second']:9.1f} "
-            f"{r['ms_per_step']:9.2f} {r['spread']:7.1%} {r['flops_per_image'] / 1e9:10.3f} {r['gflops']:8.1f} "
+            f"{r['ms_per_step']:9.2f} {r['spread']:7.1%} {r['flops_per_image'] / 1e9:10.3f} {r['gflops']:8.1f}"
             f"{frac} {(r['memory']['rss_peak_bytes'] or 0) / 2 ** 20:7.0f} {max(r['other_cores']):6.2f} "
             f"{'yes' if r['quiet'] else 'NO'}")
 
@@ -221,6 +227,9 @@ def main():
         with open(args.peak_json) as f:
             peak = json.load(f)
         peak = peak.get("peak") or peak  # a throughput JSON carries the peak it was measured against
+        if "conv_peak_gflops_nominal" not in peak:
+            parser.error(f"{args.peak_json} was measured before executed and nominal FLOPs were told apart; "
+                         "measure the peak again (drop --peak_json)")
     else:
         peak = None if args.no_peak else peak_lib.measure(repeats=3, budget_seconds=args.budget)
     if peak:
