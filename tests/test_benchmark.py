@@ -36,6 +36,14 @@ def test_conv_peak_rate_counts_three_convolutions_per_iteration():
     assert result["gflops_nominal"] == pytest.approx(nominal_per_window / result["median"] / 1e9)
 
 
+def test_padding_check_times_all_three_ops_both_ways():
+    rates = peak.padding_check(2, 4, 4, 4, target_seconds=0.005, repeats=1, budget_seconds=0)
+    assert set(rates) == {"SAME", "VALID"}
+    for padding in rates.values():
+        assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
+        assert all(np.isfinite(r) and r > 0 for r in padding.values())
+
+
 def test_throughput_rows_follow_the_flop_count(tmp_path):
     network = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=16)
     schedule = Schedule(max_resolution=8, batch_sizes={4: 8, 8: 8}, total_kimg=None)

@@ -185,6 +185,45 @@ def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args)
             **_rate(flops * iterations, timed_windows(lambda: window().numpy(), **timing_args), nominal * iterations)}
 
 
+def padding_check(batch, resolution, c_in, c_out, target_seconds=0.3, **timing_args):
+    """Does the conv skip the taps over its zero padding? Nominal GFLOP/s of each of the three
+    ops, 'SAME' on the image against 'VALID' on the image with its padding made explicit
+    (the same output and the same nominal MACs, every tap executed).
+
+    Returns:
+      {"SAME" | "VALID": {"fwd" | "bwd_input" | "bwd_filter": nominal GFLOP/s (median)}}.
+    """
+    x = _normal([batch, resolution, resolution, c_in], 0)
+    w = _normal([3, 3, c_in, c_out], 1)
+    dy = _normal([batch, resolution, resolution, c_out], 2)
+    nominal = 2 * batch * resolution * resolution * 9 * c_in * c_out
+    out = {}
+    for padding, image in (("SAME", x), ("VALID", tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))):
+        image = tf.Variable(image)  # read again on every iteration, so nothing is hoisted
+        ops = {"fwd": lambda: tf.nn.conv2d(image, w, 1, padding),
+               "bwd_input": lambda: tf.raw_ops.Conv2DBackpropInput(
+                   input_sizes=tf.shape(image), filter=w, out_backprop=dy, strides=[1, 1, 1, 1], padding=padding),
+               "bwd_filter": lambda: tf.raw_ops.Conv2DBackpropFilter(
+                   input=image.read_value(), filter_sizes=[3, 3, c_in, c_out], out_backprop=dy, strides=[1, 1, 1, 1],
+                   padding=padding)}
+        out[padding] = {}
+        for name, op in ops.items():
+            @tf.function
+            def window(iterations, op=op):
+                acc = tf.zeros([])
+                for _ in tf.range(iterations):
+                    acc += tf.reduce_sum(op()[:1, :1, :1, :1])
+                return acc
+
+            window(tf.constant(1)).numpy()
+            start = time.perf_counter()
+            window(tf.constant(1)).numpy()
+            iterations = tf.constant(max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6))))
+            timing = timed_windows(lambda: window(iterations).numpy(), **timing_args)
+            out[padding][name] = nominal * int(iterations) / timing["median"] / 1e9
+    return out
+
+
 def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
     """Every peak measurement; `conv_peak_gflops` is the best median over the conv shapes
     (executed FLOPs), `conv_peak_gflops_nominal` the best in nominal FLOPs."""
@@ -222,7 +261,18 @@ def main():
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--repeats", type=int, default=5, help="quiet timed windows per measurement")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds to wait for a quiet machine, each")
+    parser.add_argument("--padding", action="store_true",
+                        help="instead: time each conv op 'SAME' against 'VALID' on an explicitly padded image")
     args = parser.parse_args()
+    if args.padding:
+        print(f"{'shape':<26} {'op':<11} {'SAME':>7} {'VALID':>7}  nominal GFLOP/s; taps on the image (SAME)")
+        for shape in CONV_SHAPES[:4]:
+            rates = padding_check(*shape, repeats=args.repeats, budget_seconds=args.budget)
+            on_image = flops_lib.taps_on_image(shape[1], shape[1], 3) ** 2 / (9 * shape[1] ** 2)
+            for op in rates["SAME"]:
+                print(f"{'x'.join(map(str, shape)):<26} {op:<11} {rates['SAME'][op]:7.1f} {rates['VALID'][op]:7.1f}"
+                      f"  {on_image:.1%}")
+        return
     peak = measure(args.repeats, args.budget)
     print_table(peak)
     write_json(args.json, peak)
