@@ -139,6 +139,29 @@ def matmul_peak(n=4096, iterations=4, **timing_args):
                                                                                  **timing_args))}
 
 
+def _time_loop(op, target_seconds, **timing_args):
+    """Time `op()` run in an in-graph loop of about `target_seconds` per window.
+
+    Returns:
+      (iterations per window, the `timed_windows` result).
+    """
+    @tf.function
+    def window(iterations):
+        acc = tf.zeros([])
+        for _ in tf.range(iterations):
+            acc += tf.reshape(op(), [-1])[0]  # the result is used, so the op is not pruned
+        return acc
+
+    one = tf.constant(1)
+    window(one).numpy()  # trace and warm up
+    start = time.perf_counter()
+    window(one).numpy()
+    iterations = max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6)))
+    n = tf.constant(iterations)
+    window(n).numpy()
+    return iterations, timed_windows(lambda: window(n).numpy(), **timing_args)
+
+
 def conv_fwd_bwd(x, w, dy):
     """One 3x3 'SAME' convolution forward and its input and filter gradients, all three live.
 
@@ -164,25 +187,9 @@ def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args)
     flops = 3 * 2 * batch * flops_lib.taps_on_image(resolution, resolution, 3) ** 2 * c_in * c_out
     nominal = 3 * 2 * batch * resolution * resolution * 9 * c_in * c_out
 
-    def step():
-        return conv_fwd_bwd(x, w, dy)
-
-    probe = tf.function(lambda: step())
-    probe().numpy()
-    start = time.perf_counter()
-    probe().numpy()
-    iterations = max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6)))
-
-    @tf.function
-    def window():
-        acc = tf.zeros([])
-        for _ in tf.range(iterations):
-            acc += step()
-        return acc
-
-    window().numpy()
+    iterations, timing = _time_loop(lambda: conv_fwd_bwd(x, w, dy), target_seconds, **timing_args)
     return {"op": "conv3x3_fwd_bwd", "shape": [batch, resolution, resolution, c_in, c_out], "iterations": iterations,
-            **_rate(flops * iterations, timed_windows(lambda: window().numpy(), **timing_args), nominal * iterations)}
+            **_rate(flops * iterations, timing, nominal * iterations)}
 
 
 def padding_check(batch, resolution, c_in, c_out, target_seconds=0.3, **timing_args):
@@ -194,33 +201,24 @@ def padding_check(batch, resolution, c_in, c_out, target_seconds=0.3, **timing_a
       {"SAME" | "VALID": {"fwd" | "bwd_input" | "bwd_filter": nominal GFLOP/s (median)}}.
     """
     x = _normal([batch, resolution, resolution, c_in], 0)
-    w = _normal([3, 3, c_in, c_out], 1)
-    dy = _normal([batch, resolution, resolution, c_out], 2)
+    # Variables: every iteration reads them again, so no op is loop-invariant.
+    w = tf.Variable(_normal([3, 3, c_in, c_out], 1))
+    dy = tf.Variable(_normal([batch, resolution, resolution, c_out], 2))
     nominal = 2 * batch * resolution * resolution * 9 * c_in * c_out
     out = {}
     for padding, image in (("SAME", x), ("VALID", tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))):
-        image = tf.Variable(image)  # read again on every iteration, so nothing is hoisted
+        image = tf.Variable(image)
         ops = {"fwd": lambda: tf.nn.conv2d(image, w, 1, padding),
                "bwd_input": lambda: tf.raw_ops.Conv2DBackpropInput(
-                   input_sizes=tf.shape(image), filter=w, out_backprop=dy, strides=[1, 1, 1, 1], padding=padding),
+                   input_sizes=image.shape, filter=w.read_value(), out_backprop=dy.read_value(), strides=[1, 1, 1, 1],
+                   padding=padding),
                "bwd_filter": lambda: tf.raw_ops.Conv2DBackpropFilter(
-                   input=image.read_value(), filter_sizes=[3, 3, c_in, c_out], out_backprop=dy, strides=[1, 1, 1, 1],
-                   padding=padding)}
+                   input=image.read_value(), filter_sizes=[3, 3, c_in, c_out], out_backprop=dy.read_value(),
+                   strides=[1, 1, 1, 1], padding=padding)}
         out[padding] = {}
         for name, op in ops.items():
-            @tf.function
-            def window(iterations, op=op):
-                acc = tf.zeros([])
-                for _ in tf.range(iterations):
-                    acc += tf.reduce_sum(op()[:1, :1, :1, :1])
-                return acc
-
-            window(tf.constant(1)).numpy()
-            start = time.perf_counter()
-            window(tf.constant(1)).numpy()
-            iterations = tf.constant(max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6))))
-            timing = timed_windows(lambda: window(iterations).numpy(), **timing_args)
-            out[padding][name] = nominal * int(iterations) / timing["median"] / 1e9
+            iterations, timing = _time_loop(op, target_seconds, **timing_args)
+            out[padding][name] = nominal * iterations / timing["median"] / 1e9
     return out
 
 
