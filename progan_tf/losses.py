@@ -13,6 +13,22 @@ def _scores(critic, images):
     return tf.cast(tf.reshape(critic(images, training=True), [-1]), tf.float32)  # [N]
 
 
+def _scores_pair(critic, reals, fakes, joint=False):
+    """(D(reals) [N], D(fakes) [N]).
+
+    With `joint`, one critic pass over [reals; fakes] (2N): half as many ops, each on twice
+    the batch, which saves the fixed cost per op (4-5 % of the step at 4x4 and 8x8). It is
+    the same function only if no group of samples that the critic mixes straddles the
+    two halves. The trainer's discriminator mixes samples only in minibatch-stddev
+    groups of min(group size, batch) consecutive samples, so it passes joint when N is
+    at least the group size (and so a multiple of it).
+    """
+    if not joint:
+        return _scores(critic, reals), _scores(critic, fakes)
+    real_scores, fake_scores = tf.split(_scores(critic, tf.concat([reals, fakes], 0)), 2)
+    return real_scores, fake_scores
+
+
 def input_gradient(critic, images, loss_scale=None):
     """d sum(critic(images)) / d images, per example.
 
@@ -55,13 +71,16 @@ def gradient_penalty(critic, reals, fakes, mixing, target=1.0, loss_scale=None):
 
 
 def wgan_gp_d_loss(critic, reals, fakes, mixing, gp_lambda=10.0, gp_target=1.0, drift=0.001,
-                   loss_scale=None):
+                   loss_scale=None, joint=False):
     """Critic loss D(fake) - D(real) + lambda * GP + drift * D(real)^2 (paper §A.1).
+
+    Args:
+      joint: score reals and fakes in one critic pass (see `_scores_pair`).
 
     Returns:
       [N] per-example losses.
     """
-    real_scores, fake_scores = _scores(critic, reals), _scores(critic, fakes)
+    real_scores, fake_scores = _scores_pair(critic, reals, fakes, joint)
     penalty = gradient_penalty(critic, reals, fakes, mixing, gp_target, loss_scale)
     return fake_scores - real_scores + gp_lambda * penalty + drift * tf.square(real_scores)
 
@@ -71,9 +90,10 @@ def wgan_g_loss(fake_scores):
     return -fake_scores
 
 
-def lsgan_d_loss(critic, reals, fakes):
-    """Least-squares critic loss 0.5 * ((D(real) - 1)^2 + D(fake)^2)."""
-    return 0.5 * (tf.square(_scores(critic, reals) - 1.0) + tf.square(_scores(critic, fakes)))
+def lsgan_d_loss(critic, reals, fakes, joint=False):
+    """Least-squares critic loss 0.5 * ((D(real) - 1)^2 + D(fake)^2); `joint`: see `_scores_pair`."""
+    real_scores, fake_scores = _scores_pair(critic, reals, fakes, joint)
+    return 0.5 * (tf.square(real_scores - 1.0) + tf.square(fake_scores))
 
 
 def lsgan_g_loss(fake_scores):
@@ -81,14 +101,17 @@ def lsgan_g_loss(fake_scores):
     return 0.5 * tf.square(fake_scores - 1.0)
 
 
-def logistic_d_loss(critic, reals, fakes, r1_gamma=10.0, loss_scale=None):
-    """Logistic critic loss softplus(D(fake)) + softplus(-D(real)) + gamma/2 * ||grad D(real)||^2 (R1)."""
-    fake_scores = _scores(critic, fakes)
+def logistic_d_loss(critic, reals, fakes, r1_gamma=10.0, loss_scale=None, joint=False):
+    """Logistic critic loss softplus(D(fake)) + softplus(-D(real)) + gamma/2 * ||grad D(real)||^2 (R1).
+
+    `joint` (see `_scores_pair`) applies without R1 only: R1's input gradient is of the reals alone.
+    """
     if r1_gamma:
+        fake_scores = _scores(critic, fakes)
         real_scores, grads = input_gradient(critic, reals, loss_scale)
         r1 = tf.reduce_sum(tf.square(grads), axis=[1, 2, 3])  # [N]
     else:
-        real_scores, r1 = _scores(critic, reals), 0.0
+        (real_scores, fake_scores), r1 = _scores_pair(critic, reals, fakes, joint), 0.0
     return tf.nn.softplus(fake_scores) + tf.nn.softplus(-real_scores) + 0.5 * r1_gamma * r1
 
 
@@ -97,14 +120,15 @@ def logistic_g_loss(fake_scores):
     return tf.nn.softplus(-fake_scores)
 
 
-def d_loss(name, critic, reals, fakes, mixing, gp_lambda=10.0, drift=0.001, r1_gamma=10.0, loss_scale=None):
-    """The critic's per-example loss for loss `name` (one of LOSSES)."""
+def d_loss(name, critic, reals, fakes, mixing, gp_lambda=10.0, drift=0.001, r1_gamma=10.0, loss_scale=None,
+           joint=False):
+    """The critic's per-example loss for loss `name` (one of LOSSES); `joint`: see `_scores_pair`."""
     if name == "wgan_gp":
-        return wgan_gp_d_loss(critic, reals, fakes, mixing, gp_lambda, 1.0, drift, loss_scale)
+        return wgan_gp_d_loss(critic, reals, fakes, mixing, gp_lambda, 1.0, drift, loss_scale, joint)
     if name == "lsgan":
-        return lsgan_d_loss(critic, reals, fakes)
+        return lsgan_d_loss(critic, reals, fakes, joint)
     if name == "logistic":
-        return logistic_d_loss(critic, reals, fakes, r1_gamma, loss_scale)
+        return logistic_d_loss(critic, reals, fakes, r1_gamma, loss_scale, joint)
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
 
 

@@ -79,3 +79,42 @@ def test_dispatch_and_unknown_loss():
         losses.d_loss("hinge", critic, _images(11), _images(12), None)
     with pytest.raises(ValueError, match="unknown loss"):
         losses.g_loss("hinge", tf.ones([4]))
+
+
+def _critic_and_batches(batch, seed=0):
+    from progan_tf.networks import NetworkConfig, build_discriminator
+    net = NetworkConfig(resolution=8, latent_size=8, fmap_base=32, fmap_max=16, mbstd_group_size=4)
+    tf.keras.utils.set_random_seed(seed)
+    return net, build_discriminator(net, 8), _images(seed + 1, (batch, 8, 8, 3)), _images(seed + 2, (batch, 8, 8, 3))
+
+
+def _loss_and_grads(name, critic, reals, fakes, joint):
+    mixing = tf.fill([reals.shape[0], 1, 1, 1], 0.3)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(losses.d_loss(name, critic, reals, fakes, mixing, r1_gamma=0.0, joint=joint))
+    return loss, tape.gradient(loss, critic.trainable_variables)
+
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_joint_pass_over_reals_and_fakes_is_the_same_loss(name):
+    """One D pass over [reals; fakes] gives the losses and D gradients of two passes,
+    minibatch-stddev groups included (batch 8, groups of 4)."""
+    from progan_tf.training.trainer import joint_d_pass
+    net, critic, reals, fakes = _critic_and_batches(8)
+    assert joint_d_pass(net, 8)
+    separate, separate_grads = _loss_and_grads(name, critic, reals, fakes, joint=False)
+    joint, joint_grads = _loss_and_grads(name, critic, reals, fakes, joint=True)
+    np.testing.assert_allclose(joint.numpy(), separate.numpy(), rtol=1e-5)
+    for a, b in zip(joint_grads, separate_grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * np.abs(b.numpy()).max())
+
+
+def test_joint_pass_is_not_taken_when_a_stddev_group_would_span_reals_and_fakes():
+    """Batch 2 < group 4: each pass alone is one group of 2, a joint pass one group of 4.
+    That is another function, so the trainer keeps the passes apart there."""
+    from progan_tf.training.trainer import joint_d_pass
+    net, critic, reals, fakes = _critic_and_batches(2)
+    assert not joint_d_pass(net, 2) and joint_d_pass(net, 4)
+    separate, _ = _loss_and_grads("lsgan", critic, reals, fakes, joint=False)
+    joint, _ = _loss_and_grads("lsgan", critic, reals, fakes, joint=True)
+    assert abs(joint.numpy() - separate.numpy()) > 1e-4 * abs(separate.numpy())

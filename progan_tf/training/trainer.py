@@ -167,6 +167,18 @@ class PhaseModels:
                                     {"g_opt": self.g_opt, "d_opt": self.d_opt})
 
 
+def joint_d_pass(network, per_replica_batch):
+    """Whether D can score reals and fakes in one pass over [reals; fakes] (`losses._scores_pair`).
+
+    D mixes samples only in minibatch-stddev groups of min(group size, batch) consecutive
+    samples. With at least a group's worth of samples per replica (a multiple of it, by
+    `validate`), the groups of the joint batch lie within the reals or the fakes, as in
+    separate passes; with fewer, a joint group would span both.
+    """
+    group = network.mbstd_group_size
+    return not group or per_replica_batch >= group
+
+
 class Trainer:
     """Trains a progressive GAN from its first phase (or its newest checkpoint) to the end.
 
@@ -277,10 +289,12 @@ class Trainer:
         scaled = isinstance(m.d_opt, keras.optimizers.LossScaleOptimizer)
 
         fakes = m.G(z_d, training=True)
+        joint = joint_d_pass(self.network, global_batch // self.strategy.num_replicas_in_sync)
         with tf.GradientTape() as tape:
             inner_scale = tf.cast(m.d_opt.dynamic_scale, tf.float32) if scaled else None
             d_loss = tf.nn.compute_average_loss(
-                losses.d_loss(c.loss, m.D, reals, fakes, mixing, c.gp_lambda, c.drift, c.r1_gamma, inner_scale),
+                losses.d_loss(c.loss, m.D, reals, fakes, mixing, c.gp_lambda, c.drift, c.r1_gamma, inner_scale,
+                              joint),
                 global_batch_size=global_batch)
             d_objective = m.d_opt.scale_loss(d_loss) if scaled else d_loss
         m.d_opt.apply_gradients(zip(tape.gradient(d_objective, m.D.trainable_variables), m.D.trainable_variables))
