@@ -174,8 +174,9 @@ def _conv_flops(op, in_shape, out_shape, kernel_shape, nominal):
     _, stride_h, stride_w, _ = op.get_attr("strides")
     n, out_h, out_w, _ = out_shape
     k1, k2, c_in, c_out = kernel_shape
-    in_h = in_shape[1] if in_shape[1] is not None else out_h * stride_h
-    in_w = in_shape[2] if in_shape[2] is not None else out_w * stride_w
+    in_h, in_w = in_shape[1], in_shape[2]
+    if None in (in_h, in_w, out_h, out_w):
+        raise ValueError(f"{op.name}: unknown spatial size ({in_shape} -> {out_shape}); trace with static shapes")
     if nominal:
         taps = out_h * k1 * out_w * k2
     else:

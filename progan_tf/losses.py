@@ -17,7 +17,7 @@ def _scores_pair(critic, reals, fakes, joint=False):
     """(D(reals) [N], D(fakes) [N]).
 
     With `joint`, one critic pass over [reals; fakes] (2N): half as many ops, each on twice
-    the batch, which saves the fixed cost per op (4-5 % of the step at 4x4 and 8x8). It is
+    the batch, which saves the fixed cost per op (3-5 % of the step at 4x4 and 8x8). It is
     the same function only if no group of samples that the critic mixes straddles the
     two halves. The trainer's discriminator mixes samples only in minibatch-stddev
     groups of min(group size, batch) consecutive samples, so it passes joint when N is
