@@ -56,14 +56,17 @@ def taps_on_image(in_size, out_size, kernel, stride=1, padding="SAME"):
 
     Summed over the output positions; the conv's MACs per image are the product of
     this over its two dimensions times c_in * c_out. `in_size` and `out_size` are the
-    convolution's own (for a transposed conv: its output and its input).
+    convolution's own (for a transposed conv: its output and its input). `padding` is
+    'SAME', 'VALID' or the number of zero rows before the input (as oneDNN states it).
     """
     if padding == "SAME":
         pad = max((out_size - 1) * stride + kernel - in_size, 0) // 2
     elif padding == "VALID":
         pad = 0
+    elif isinstance(padding, int) and padding >= 0:
+        pad = padding
     else:
-        raise ValueError(f"padding {padding!r} is not counted; only 'SAME' and 'VALID' are")
+        raise ValueError(f"padding {padding!r} is not counted; only 'SAME', 'VALID' and a count of rows are")
     return sum(1 for o in range(out_size) for t in range(kernel) if 0 <= stride * o + t - pad < in_size)
 
 

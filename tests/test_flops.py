@@ -37,10 +37,12 @@ def test_forward_flops_by_hand(fused):
 
 @pytest.mark.parametrize("in_size,kernel,stride,padding", [
     (4, 3, 1, "SAME"), (8, 3, 1, "SAME"), (7, 3, 1, "SAME"), (5, 1, 1, "SAME"), (8, 4, 2, "SAME"),
-    (16, 4, 2, "SAME"), (9, 4, 2, "SAME"), (8, 3, 1, "VALID"), (9, 4, 2, "VALID")])
+    (16, 4, 2, "SAME"), (9, 4, 2, "SAME"), (8, 3, 1, "VALID"), (9, 4, 2, "VALID"), (8, 3, 1, 1), (9, 4, 2, 1),
+    (4, 3, 1, 2)])
 def test_taps_on_image_counts_what_a_convolution_of_ones_sums(in_size, kernel, stride, padding):
     """A conv of an all-ones image with an all-ones kernel sums the taps that land on the image."""
-    ones = tf.nn.conv2d(tf.ones([1, in_size, in_size, 1]), tf.ones([kernel, kernel, 1, 1]), stride, padding)
+    tf_padding = [[0, 0], [padding, padding], [padding, padding], [0, 0]] if isinstance(padding, int) else padding
+    ones = tf.nn.conv2d(tf.ones([1, in_size, in_size, 1]), tf.ones([kernel, kernel, 1, 1]), stride, tf_padding)
     out_size = int(ones.shape[1])
     taps = flops.taps_on_image(in_size, out_size, kernel, stride, padding)
     assert taps * taps == int(tf.reduce_sum(ones))

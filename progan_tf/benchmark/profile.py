@@ -32,15 +32,15 @@ def _op_type(event_name):
     return op_type
 
 
-def op_times(logdir):
-    """{op type: (seconds, count)} over the host (CPU) planes of the newest trace in `logdir`."""
+def _op_events(logdir):
+    """(op type, start ps, end ps) of every TensorFlow op the host (CPU) planes of the newest trace in `logdir` ran."""
     paths = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))
     if not paths:
         raise FileNotFoundError(f"no *.xplane.pb trace under {logdir}")
     space = xplane_pb2.XSpace()
     with open(paths[-1], "rb") as f:
         space.ParseFromString(f.read())
-    totals = collections.defaultdict(lambda: [0.0, 0])
+    events = []
     for plane in space.planes:
         if "CPU" not in plane.name:
             continue
@@ -48,9 +48,34 @@ def op_times(logdir):
             for event in line.events:
                 op_type = _op_type(plane.event_metadata[event.metadata_id].name)
                 if op_type:
-                    totals[op_type][0] += event.duration_ps * 1e-12
-                    totals[op_type][1] += 1
+                    start = line.timestamp_ns * 1000 + event.offset_ps
+                    events.append((op_type, start, start + event.duration_ps))
+    return events
+
+
+def op_times(events):
+    """{op type: (seconds, count)} of `_op_events`."""
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    for op_type, start, end in events:
+        totals[op_type][0] += (end - start) * 1e-12
+        totals[op_type][1] += 1
     return {k: tuple(v) for k, v in totals.items()}
+
+
+def concurrency(events):
+    """Fractions of the span from the first op's start to the last op's end with 0, 1, 2, ... ops running.
+
+    With two inter-op threads, time with fewer than two ops running is where a thread
+    could have idled; the op-time table cannot show it.
+    """
+    edges = sorted([(start, 1) for _, start, _ in events] + [(end, -1) for _, _, end in events])
+    span = edges[-1][0] - edges[0][0]
+    shares = collections.Counter()
+    running, last = 0, edges[0][0]
+    for time_ps, step in edges:
+        shares[running] += (time_ps - last) / span
+        running, last = running + step, time_ps
+    return dict(sorted(shares.items()))
 
 
 def kind(op_type):
@@ -62,7 +87,8 @@ def profile_phase(trainer, phase, logdir, calls=1):
     """Warm up, then trace `calls` calls of the phase's step.
 
     Returns:
-      dict: wall ms per step, steps traced, and rows (op type, kind, ms per step, ops per step, share).
+      dict: wall ms per step, steps traced, shares of the traced span by ops running at once,
+        and rows (op type, kind, ms per step, ops per step, share).
     """
     run, k = throughput.phase_runner(trainer, phase)
     run(2)  # trace and warm up
@@ -72,7 +98,8 @@ def profile_phase(trainer, phase, logdir, calls=1):
     wall = time.perf_counter() - start
     tf.profiler.experimental.stop()
     steps = calls * k
-    times = op_times(logdir)
+    events = _op_events(logdir)
+    times = op_times(events)
     busy = sum(seconds for seconds, _ in times.values())
     rows = [{"op": op, "kind": kind(op), "ms_per_step": seconds / steps * 1e3, "ops_per_step": n / steps,
              "share": seconds / busy} for op, (seconds, n) in sorted(times.items(), key=lambda kv: -kv[1][0])]
@@ -80,13 +107,16 @@ def profile_phase(trainer, phase, logdir, calls=1):
     for row in rows:
         by_kind[row["kind"]] += row["share"]
     return {"resolution": phase.resolution, "phase": phase.name, "steps": steps, "wall_ms_per_step": wall / steps * 1e3,
-            "busy_ms_per_step": busy / steps * 1e3, "share_by_kind": dict(by_kind), "rows": rows}
+            "busy_ms_per_step": busy / steps * 1e3, "share_by_kind": dict(by_kind),
+            "ops_running": concurrency(events), "rows": rows}
 
 
 def print_profile(result, top=20, print_fn=print):
     print_fn(f"{result['resolution']}x{result['resolution']} {result['phase']}: {result['wall_ms_per_step']:.1f} ms "
              f"wall per step, {result['busy_ms_per_step']:.1f} ms of op time per step "
              f"({', '.join(f'{k} {v:.1%}' for k, v in sorted(result['share_by_kind'].items()))})")
+    print_fn("ops running at once: " + ", ".join(f"{n} {share:.1%}" for n, share in result["ops_running"].items())
+             + " of the traced span")
     print_fn(f"{'op type':<40} {'kind':<6} {'ms/step':>8} {'ops/step':>8} {'share':>6}")
     for row in result["rows"][:top]:
         print_fn(f"{row['op']:<40} {row['kind']:<6} {row['ms_per_step']:8.2f} {row['ops_per_step']:8.1f} "
