@@ -191,8 +191,10 @@ def graph_flops(concrete_function, nominal=False):
     """Conv and matmul FLOPs of the live ops of a traced function, from their static shapes.
 
     Ops whose results nothing uses (e.g. weight gradients of D in the G step, which the
-    tape builds and Grappler removes) are not counted. Loops and nested functions are
-    not followed: trace a single step.
+    tape builds and Grappler removes) are not counted, nor matmuls of a constant (the
+    fused upsample sums its 3x3 taps into a 4x4 kernel so: a few MFLOP per step that
+    do not grow with the batch). Loops and nested functions are not followed: trace a
+    single step.
 
     Args:
       concrete_function: e.g. `train_step.get_concrete_function(reals, step, alpha)`.
@@ -211,6 +213,8 @@ def graph_flops(concrete_function, nominal=False):
             flops = _conv_flops(op, op.outputs[0].shape, op.inputs[2].shape, op.inputs[1].shape, nominal)
         elif op.type == "Conv2DBackpropFilter":
             flops = _conv_flops(op, op.inputs[0].shape, op.inputs[2].shape, op.outputs[0].shape, nominal)
+        elif any(t.op.type == "Const" for t in op.inputs):
+            continue  # the fused upsample's kernel taps: weight preparation, no image work
         else:
             a, b = op.inputs[0].shape, op.inputs[1].shape
             rows, inner = (a[1], a[0]) if op.get_attr("transpose_a") else (a[0], a[1])

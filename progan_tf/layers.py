@@ -9,6 +9,7 @@ under a mixed-precision policy.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 SQRT2 = math.sqrt(2.0)
@@ -79,6 +80,10 @@ class WeightScaledConv2D(keras.layers.Layer):
                 "gain": self.gain, "use_bias": self.use_bias, "upsample": self.upsample}
 
 
+# Row a: the 3x3 taps (w0, w1, w2) summed into tap a of the 1-D transposed kernel [w2, w1+w2, w0+w1, w0].
+_UPSAMPLE_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)  # [4, 3]
+
+
 def upsample_conv_kernel(kernel):
     """The 4x4 conv2d_transpose kernel [4, 4, out, in] of conv3x3(upsample2x(x), kernel).
 
@@ -87,11 +92,16 @@ def upsample_conv_kernel(kernel):
     in conv2d_transpose's (unflipped) order. Zero padding at the high resolution is
     zero padding at the low one, so the borders agree too.
 
+    Both dimensions at once are one matmul with the Kronecker product of that 1-D
+    tap matrix with itself. Its gradient is a matmul too; reversing and slicing the
+    kernel cost a slow StridedSliceGrad per slice (speed-up 7, benchmarks/RESULTS.md).
+
     Args:
       kernel: [3, 3, in, out], already weight-scaled.
     """
-    k = tf.pad(kernel[::-1, ::-1], [[1, 1], [1, 1], [0, 0], [0, 0]])  # [5, 5, in, out]
-    k = k[1:, 1:] + k[:-1, 1:] + k[1:, :-1] + k[:-1, :-1]  # [4, 4, in, out]
+    taps = tf.constant(np.kron(_UPSAMPLE_TAPS, _UPSAMPLE_TAPS), kernel.dtype)  # [16, 9]
+    k = tf.matmul(taps, tf.reshape(kernel, [9, -1]))  # [16, in * out]
+    k = tf.reshape(k, [4, 4, kernel.shape[2], kernel.shape[3]])  # [4, 4, in, out]
     return tf.transpose(k, [0, 1, 3, 2])
 
 

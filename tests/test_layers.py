@@ -149,11 +149,22 @@ def test_fused_upsample_conv_equals_upsample_then_conv():
 
 
 def test_fused_upsample_conv_runs_the_fewer_flops():
-    """The fused layer is one stride-2 transposed conv (no Tile): 16 MACs per input pixel."""
+    """The fused layer is one stride-2 transposed conv (no Tile): 16 MACs per input pixel.
+    Its 4x4 kernel is one matmul of the 3x3 one, in both directions (no slices, whose
+    gradients are slow StridedSliceGrad ops)."""
     layer = WeightScaledConv2D(4, 3, upsample=True)
-    graph = tf.function(layer).get_concrete_function(tf.TensorSpec([2, 5, 5, 6])).graph
+    x = tf.zeros([2, 5, 5, 6])
+    graph = tf.function(layer).get_concrete_function(x).graph
     types = [op.type for op in graph.get_operations()]
     assert "Conv2DBackpropInput" in types and "Conv2D" not in types and "Tile" not in types
+
+    def kernel_gradient(x):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+        return tape.gradient(y, layer.kernel)
+
+    types = [op.type for op in tf.function(kernel_gradient).get_concrete_function(x).graph.get_operations()]
+    assert types.count("MatMul") == 2 and "StridedSliceGrad" not in types
 
 
 def test_fade_reals_blends_blurred_and_sharp():
