@@ -49,15 +49,14 @@ def problem_flops(kind, problem):
     `problem` is oneDNN's description, e.g. 'mb32_ic128oc128_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1'
     (a convolution), 'mb32ic2048oc128' (an inner product) or '128x32:32x2048' (a matmul).
     """
+    d = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", problem)}  # {'mb': 32, 'ic': 128, ...}
     if kind == "convolution":
-        d = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", problem)}
         if "id" in d or d.get("dh", 0) or d.get("dw", 0):
             return None  # 3-D or dilated: not counted
         taps = (flops.taps_on_image(d["ih"], d["oh"], d["kh"], d["sh"], d["ph"])
                 * flops.taps_on_image(d["iw"], d["ow"], d["kw"], d["sw"], d["pw"]))
         return 2 * d["mb"] * (d["ic"] // d.get("g", 1)) * d["oc"] * taps
     if kind == "inner_product":
-        d = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", problem)}
         return 2 * d["mb"] * d["ic"] * d["oc"] * d.get("ih", 1) * d.get("iw", 1)
     if kind in ("matmul", "gemm_api") and re.fullmatch(r"\d+x\d+:\d+x\d+", problem):
         (m, k), (_, n) = [map(int, side.split("x")) for side in problem.split(":")]
