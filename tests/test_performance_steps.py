@@ -30,12 +30,12 @@ def test_steps_per_call_equals_single_steps(tmp_path, k):
     alphas = [0.1, 0.4, 0.7]
 
     single = trainer.build_phase(phase)
-    step, data = trainer.make_train_step(single), trainer._dataset_iterator(phase, 0)
+    step, data = trainer.make_train_step(single), trainer.dataset_iterator(phase, 0)
     expected = [[float(v) for v in step(next(data), tf.constant(5 + i, tf.int64), tf.constant(a))]
                 for i, a in enumerate(alphas)]
 
     multi = trainer.build_phase(phase)
-    steps, data = trainer.make_train_step(multi, k), trainer._dataset_iterator(phase, 0)
+    steps, data = trainer.make_train_step(multi, k), trainer.dataset_iterator(phase, 0)
     d_losses, g_losses = steps(data, tf.constant(5, tf.int64), tf.constant(alphas + [0.0] * (k - 3)),
                                tf.constant(3, tf.int32))  # k = 4: one step fewer than the call could do
     np.testing.assert_array_equal(np.stack([d_losses, g_losses], 1)[:3], expected)

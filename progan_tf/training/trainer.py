@@ -259,7 +259,12 @@ class Trainer:
             d_opt.build(D.trainable_variables)
         return PhaseModels(phase, G, D, Gs, g_opt, d_opt)
 
-    def _dataset_iterator(self, phase, phase_step):
+    def dataset_iterator(self, phase, phase_step):
+        """The distributed iterator of `phase`'s real images, starting after `phase_step` global batches.
+
+        Each replica gets its own per-replica batch; the global batch of a step is the
+        replicas' batches in replica order (what `make_train_step` slices the draws by).
+        """
         per_replica = phase.batch_size // self.strategy.num_replicas_in_sync
 
         def dataset_fn(input_context):
@@ -445,7 +450,7 @@ class Trainer:
 
     def _loop(self, m, images_seen, step, phase_step, end):
         c, k = self.config, self.config.steps_per_call
-        train_steps, data = self.make_train_step(m, k), self._dataset_iterator(m.phase, phase_step)
+        train_steps, data = self.make_train_step(m, k), self.dataset_iterator(m.phase, phase_step)
         timing, pending = {"images": images_seen, "time": time.time()}, []
         next_tick = images_seen + c.tick_kimg * 1000
         next_checkpoint = images_seen + c.checkpoint_kimg * 1000
@@ -453,7 +458,7 @@ class Trainer:
             phase = self.schedule.phase_at(images_seen)
             if phase.index != m.phase.index:
                 m, phase_step = self.build_phase(phase, previous=m), 0
-                train_steps, data = self.make_train_step(m, k), self._dataset_iterator(phase, 0)
+                train_steps, data = self.make_train_step(m, k), self.dataset_iterator(phase, 0)
                 self.print(f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.name}, "
                            f"batch {phase.batch_size}, lr {phase.learning_rate:g}")
             # Up to k steps, ending with the step that reaches the next tick, checkpoint or phase end, so

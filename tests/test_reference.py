@@ -1,0 +1,459 @@
+"""The product against tests/reference/, a plain second implementation written from the paper.
+
+Comparisons are relative to the size of the tensor compared: err = max|product - reference| /
+max|reference|, per loss series, weight, Adam slot and fade alpha. The margins, as measured here:
+- Losses, G/D/Gs weights and alphas: TOLERANCE 1e-4. The two float32 implementations differ by
+  1e-8..3e-7 in losses and 1e-7..2e-5 in weights after 5 steps.
+- Adam slots (the raw gradients and their squares): SLOT_TOLERANCE 1e-2. They agree to 2e-6..1e-4,
+  except that a leaky-ReLU input within rounding of zero can take the other slope in one of the
+  two implementations: that moved one step's gradients by up to 3e-3 in one case.
+The one-line semantic bugs of benchmarks/mutants.py move these numbers by 1e-3..1e+4 times the
+tolerance (each flag test below asserts that its flag moves the step by more than 10 tolerances).
+"""
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf.data.pipeline import ArraySource
+from progan_tf.data.synthetic import synthetic_images
+from progan_tf.layers import LeakyReLU, WeightScaledConv2D, WeightScaledDense
+from progan_tf.networks import NetworkConfig, build_discriminator, build_generator, fade_layers, set_alpha
+from progan_tf.schedule import Schedule
+from progan_tf.training.trainer import TrainConfig, Trainer
+from reference import progan as ref
+from test_training import _strategy
+
+TOLERANCE = 1e-4
+SLOT_TOLERANCE = 1e-2
+NET = NetworkConfig(resolution=16, latent_size=8, fmap_base=64, fmap_max=16)  # nf 16, 16, 8; fused from 16
+SCHEDULE = Schedule(max_resolution=16, fade_kimg=0.08, stable_kimg=0.08, total_kimg=None,
+                    batch_sizes={4: 8, 8: 8, 16: 8})
+SOURCE = ArraySource(synthetic_images(64, 16)[0])
+FADE_16, STABLE_16 = 3, 4  # phase indices: 4 stable, 8 fade, 8 stable, 16 fade, 16 stable
+FIRST_STEP = 100  # a step number far from 0, so a draw keyed by anything else shows
+SEED = 3
+HP = ref.Hyper(g_ema_beta=0.9)  # the paper's values but a faster average, so that 5 steps move Gs
+
+
+def arch(net):
+    return ref.Arch(latent_size=net.latent_size, num_channels=net.num_channels, fmap_base=net.fmap_base,
+                    fmap_decay=net.fmap_decay, fmap_max=net.fmap_max, mbstd_group_size=net.mbstd_group_size)
+
+
+def weights(model):
+    """The product's weights as the reference keys them: {"<layer>/<kernel|bias>": array}."""
+    return {f"{layer.name}/{w.name}": w.numpy() for layer in model.layers for w in layer.weights
+            if w.name != "alpha"}
+
+
+def randomize(models, seed):
+    """N(0, 1) kernels and N(0, 0.2) biases, so that every weight, biases included, matters."""
+    rng = np.random.default_rng(seed)
+    for model in models:
+        for w in model.weights:
+            if w.name != "alpha":
+                w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.2 if w.name == "bias" else 1.0))
+
+
+def relative_error(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+
+def worst(pairs):
+    """(largest relative error, its name) over {name: (got, want)}."""
+    errors = {name: relative_error(got, want) for name, (got, want) in pairs.items()}
+    name = max(errors, key=errors.get)
+    return errors[name], name
+
+
+# ---- architecture ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("res,fading", [(4, False), (8, False), (8, True), (16, False), (16, True)])
+def test_forward_passes_equal_the_reference(res, fading):
+    net = dataclasses.replace(NET, fused_upsample=8)  # block 8 and 16 fused: the identity is checked too
+    for config in (NET, net):
+        g, d = build_generator(config, res, fading), build_discriminator(config, res, fading)
+        randomize([g, d], seed=res)
+        set_alpha(g, 0.3)
+        set_alpha(d, 0.3)
+        alpha = 0.3 if fading else None
+        rng = np.random.default_rng(1)
+        z = tf.constant(rng.standard_normal((8, NET.latent_size)), tf.float32)
+        x = tf.constant(rng.uniform(-1, 1, (8, res, res, 3)), tf.float32)
+        want_g = ref.generator(weights(g), arch(config), z, res, alpha)
+        want_d = ref.discriminator(weights(d), arch(config), x, res, alpha)
+        assert relative_error(g(z), want_g) < TOLERANCE
+        assert relative_error(tf.reshape(d(x), [-1]), want_d) < TOLERANCE
+
+
+@pytest.mark.parametrize("fading", [False, True])
+def test_layers_have_the_papers_shapes_and_gains(fading):
+    for res in (8, 16):
+        for model, shapes in ((build_generator(NET, res, fading), ref.generator_shapes(arch(NET), res, fading)),
+                              (build_discriminator(NET, res, fading),
+                               ref.discriminator_shapes(arch(NET), res, fading))):
+            scaled = {layer.name: layer for layer in model.layers
+                      if isinstance(layer, (WeightScaledConv2D, WeightScaledDense))}
+            assert sorted(scaled) == sorted(shapes)
+            for name, (shape, gain) in shapes.items():
+                assert tuple(scaled[name].kernel.shape) == shape, name
+                assert scaled[name].gain == pytest.approx(gain, rel=1e-12), name
+                channels = NET.nf(1) if name == "g_block_4_dense" else shape[-1]
+                assert tuple(scaled[name].bias.shape) == (channels,), name
+            slopes = {layer.negative_slope for layer in model.layers if isinstance(layer, LeakyReLU)}
+            assert slopes == {ref.LEAK}
+
+
+# Table 2 of the paper as printed: (layer, parameters); every layer of both 1024x1024 networks.
+_G_BLOCKS = [(8, "2.4M", "2.4M"), (16, "2.4M", "2.4M"), (32, "2.4M", "2.4M"), (64, "1.2M", "590k"),
+             (128, "295k", "148k"), (256, "74k", "37k"), (512, "18k", "9.2k"), (1024, "4.6k", "2.3k")]
+_D_BLOCKS = [(1024, "2.3k", "4.6k"), (512, "9.2k", "18k"), (256, "37k", "74k"), (128, "148k", "295k"),
+             (64, "590k", "1.2M"), (32, "2.4M", "2.4M"), (16, "2.4M", "2.4M"), (8, "2.4M", "2.4M")]
+TABLE_2_G = [("g_block_4_dense", "4.2M"), ("g_block_4_conv", "2.4M")] + [
+    (f"g_block_{r}_conv{i}", p) for r, p0, p1 in _G_BLOCKS for i, p in enumerate((p0, p1))] + [
+    ("g_torgb_1024", "51")]
+TABLE_2_D = [("d_fromrgb_1024", "64")] + [
+    (f"d_block_{r}_conv{i}", p) for r, p0, p1 in _D_BLOCKS for i, p in enumerate((p0, p1))] + [
+    ("d_block_4_conv", "2.4M"), ("d_block_4_dense0", "4.2M"), ("d_block_4_dense1", "513")]
+
+
+def _printed(text):
+    """'9.2k' -> (9200, 50): the value and half a unit of its last printed digit."""
+    scale = {"k": 1e3, "M": 1e6}.get(text[-1], 1)
+    digits = text.rstrip("kM")
+    decimals = len(digits.partition(".")[2])
+    return float(digits) * scale, 0.5 * scale * 10 ** -decimals
+
+
+def test_parameter_counts_match_table_2_layer_by_layer():
+    paper = NetworkConfig()
+    for model, table in ((build_generator(paper, 1024), TABLE_2_G), (build_discriminator(paper, 1024), TABLE_2_D)):
+        counted = {layer.name: layer.count_params() for layer in model.layers if layer.weights}
+        assert sorted(counted) == sorted(name for name, _ in table)
+        for name, printed in table:
+            value, half_unit = _printed(printed)
+            assert abs(counted[name] - value) <= half_unit, (name, counted[name], printed)
+        assert sum(counted.values()) == pytest.approx(23.1e6, abs=0.05e6)  # "Total trainable parameters"
+
+
+def test_pixel_norm_sits_on_the_latent_and_after_every_generator_layer():
+    """Scaling a layer's kernel by 3 is invisible behind a pixel norm and visible without one."""
+    g = build_generator(NET, 16)
+    randomize([g], seed=5)
+    z = tf.constant(np.random.default_rng(2).standard_normal((4, NET.latent_size)), tf.float32)
+    base = g(z).numpy()
+    np.testing.assert_allclose(g(z * 7.0).numpy(), base, rtol=1e-4, atol=1e-5)  # z is normalised
+    for layer in g.layers:
+        if isinstance(layer, (WeightScaledConv2D, WeightScaledDense)) and not layer.name.startswith("g_torgb"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 3.0, bias * 3.0])
+            np.testing.assert_allclose(g(z).numpy(), base, rtol=1e-4, atol=1e-5, err_msg=layer.name)
+            layer.set_weights([kernel, bias])
+
+
+# ---- the training step -----------------------------------------------------------------------
+
+def _trainer(tmp_path, devices, net=NET, schedule=SCHEDULE, **train):
+    config = TrainConfig(run_dir=str(tmp_path / "run"), **{"seed": SEED, "g_ema_beta": 0.9, **train})
+    return Trainer(net, schedule, config, SOURCE, _strategy(*devices), print_fn=lambda *_: None)
+
+
+def _global_batches(trainer, phase, count):
+    """The reals the step will see: a second iterator, each step's replica batches in replica order."""
+    data = trainer.dataset_iterator(phase, 0)
+    return [tf.concat(trainer.strategy.experimental_local_results(next(data)), 0) for _ in range(count)]
+
+
+def _slots(optimizer):
+    """{"<layer>/<weight>/m|v": array} of a Keras Adam (inside a LossScaleOptimizer too)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    out = {}
+    for kind, slots in (("m", optimizer._momentums), ("v", optimizer._velocities)):
+        for variable, slot in zip(optimizer._trainable_variables, slots):
+            out[f"{variable.path}/{kind}"] = slot.numpy()
+    return out
+
+
+def _snapshot(models):
+    return {"G": weights(models.G), "D": weights(models.D), "Gs": weights(models.Gs),
+            "g_opt": _slots(models.g_opt), "d_opt": _slots(models.d_opt),
+            "t": int(getattr(models.g_opt, "inner_optimizer", models.g_opt).iterations.numpy())}
+
+
+def _ref_snapshot(state):
+    slots = lambda m, v: {**{f"{k}/m": x.numpy() for k, x in m.items()}, **{f"{k}/v": x.numpy() for k, x in v.items()}}
+    return {"G": {k: v.numpy() for k, v in state.G.items()}, "D": {k: v.numpy() for k, v in state.D.items()},
+            "Gs": {k: v.numpy() for k, v in state.Gs.items()}, "g_opt": slots(state.g_m, state.g_v),
+            "d_opt": slots(state.d_m, state.d_v), "t": state.t}
+
+
+def compare(product, reference):
+    """{quantity: relative error}; the counts of what was compared must agree exactly."""
+    assert product["t"] == reference["t"]
+    pairs = {}
+    for part in ("G", "D", "Gs", "g_opt", "d_opt"):
+        assert sorted(product[part]) == sorted(reference[part]), part
+        pairs.update({f"{part}:{k}": (product[part][k], reference[part][k]) for k in reference[part]})
+    return pairs
+
+
+def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), calls=(1, 4), steps_per_call=4, net=NET,
+             schedule=SCHEDULE, baseline=None, **train):
+    """The product's compiled distributed step and the reference from the same start and draws.
+
+    Args:
+      hp: the reference's hyper-parameters, written out by the test (never read from the product).
+      calls: steps per call of the product's step function (its `count`); compared after each call.
+      baseline: optional (Hyper, Arch) of a second reference run, to show how far a flag moves the step.
+      **train: TrainConfig fields of the product.
+
+    Returns:
+      (results, baseline results): per call (product losses, reference losses, {quantity: (product, reference)}).
+    """
+    trainer = _trainer(tmp_path, devices, net, schedule, steps_per_call=steps_per_call, **train)
+    phase = schedule.phases()[phase_index]
+    models = trainer.build_phase(phase)
+    randomize([models.G, models.D], seed=11)
+    randomize([models.Gs], seed=12)  # Gs unlike G, so both terms of the average show
+    references = [(hp, arch(net))] + ([baseline] if baseline else [])
+    states = [ref.State.fresh(weights(models.G), weights(models.D), weights(models.Gs)) for _ in references]
+    reals = _global_batches(trainer, phase, sum(calls))
+    step_fn, data = trainer.make_train_step(models, steps_per_call), trainer.dataset_iterator(phase, 0)
+    results, step = [[] for _ in references], FIRST_STEP
+    for count in calls:
+        alphas = [0.3 + 0.01 * (step - FIRST_STEP + i) if phase.fading else 1.0 for i in range(count)]
+        padded = alphas + [0.0] * (steps_per_call - count)
+        d, g = step_fn(data, tf.constant(step, tf.int64), tf.constant(padded, tf.float32), tf.constant(count))
+        product_losses = np.stack([d.numpy()[:count], g.numpy()[:count]], 1)
+        snapshot = _snapshot(models)
+        # Every fade of G, D and Gs (which samples and exports show) holds the alpha of the last step.
+        fades = {f"alpha:{part}": (layer.alpha.numpy(), np.float32(alphas[-1])) for part in ("G", "D", "Gs")
+                 for layer in fade_layers(getattr(models, part))}
+        assert len(fades) == (3 if phase.fading else 0)
+        for r, (ref_hp, ref_arch) in enumerate(references):
+            reference_losses = []
+            for i in range(count):
+                z_d, mixing, z_g = ref.draws(SEED, step + i, phase.batch_size, net.latent_size)
+                states[r], d_loss, g_loss = ref.iteration(
+                    states[r], ref_arch, ref_hp, phase.resolution, reals[step + i - FIRST_STEP], z_d, mixing, z_g,
+                    alphas[i] if phase.fading else None)
+                reference_losses.append([d_loss, g_loss])
+            pairs = {**compare(snapshot, _ref_snapshot(states[r])), **fades}
+            results[r].append((product_losses, np.array(reference_losses), pairs))
+        step += count
+    return results if baseline else results[0]
+
+
+def errors(results):
+    """Per call: (losses, weights, Adam slots) -> (largest relative error, where)."""
+    out = []
+    for product_losses, reference_losses, pairs in results:
+        slots = {k: v for k, v in pairs.items() if k.startswith(("g_opt:", "d_opt:"))}
+        out.append({"losses": (relative_error(product_losses, reference_losses), "losses"),
+                    "weights": worst({k: v for k, v in pairs.items() if k not in slots}),
+                    "slots": worst(slots)})
+    return out
+
+
+def assert_matches(results, tolerance=TOLERANCE, slot_tolerance=SLOT_TOLERANCE):
+    for call, errs in enumerate(errors(results)):
+        for kind, (err, name) in errs.items():
+            limit = slot_tolerance if kind == "slots" else tolerance
+            assert err < limit, f"call {call + 1}: {name} differs from the reference by {err:.2e} (relative)"
+
+
+CASES = [(loss, phase, devices) for loss in ("wgan_gp", "lsgan", "logistic") for phase in (STABLE_16, FADE_16)
+         for devices in [("/cpu:0",)]] + [
+    ("wgan_gp", STABLE_16, ("/cpu:0", "/cpu:1")), ("wgan_gp", FADE_16, ("/cpu:0", "/cpu:1")),
+    ("logistic", FADE_16, ("/cpu:0", "/cpu:1"))]
+
+
+@pytest.mark.parametrize("loss,phase_index,devices", CASES)
+def test_training_step_equals_the_reference(tmp_path, loss, phase_index, devices):
+    """After 1 and after 5 iterations: both losses, every G, D and Gs weight, every Adam slot."""
+    assert_matches(run_both(tmp_path, phase_index, dataclasses.replace(HP, loss=loss), devices, loss=loss))
+
+
+def _moved(results):
+    """How far the product moved from a baseline reference, in tolerances: the largest error/tolerance."""
+    return max(err / (SLOT_TOLERANCE if kind == "slots" else TOLERANCE)
+               for kind, (err, _) in errors(results)[-1].items())
+
+
+# flag: (TrainConfig fields, network, schedule, the reference's hyper-parameters).
+FLAG_CASES = {
+    "gp_lambda": ({"gp_lambda": 2.0}, NET, SCHEDULE, dataclasses.replace(HP, gp_lambda=2.0)),
+    "drift": ({"drift": 0.1}, NET, SCHEDULE, dataclasses.replace(HP, drift=0.1)),
+    "r1_gamma": ({"loss": "logistic", "r1_gamma": 1.0}, NET, SCHEDULE,
+                 dataclasses.replace(HP, loss="logistic", r1_gamma=1.0)),
+    "adam_beta1": ({"adam_beta1": 0.5}, NET, SCHEDULE, dataclasses.replace(HP, beta1=0.5)),
+    "adam_beta2": ({"adam_beta2": 0.9}, NET, SCHEDULE, dataclasses.replace(HP, beta2=0.9)),
+    "adam_epsilon": ({"adam_epsilon": 1e-3}, NET, SCHEDULE, dataclasses.replace(HP, epsilon=1e-3)),
+    "g_ema_beta": ({"g_ema_beta": 0.5}, NET, SCHEDULE, dataclasses.replace(HP, g_ema_beta=0.5)),
+    "learning_rates": ({}, NET, dataclasses.replace(SCHEDULE, learning_rates={8: 0.01, 16: 0.004}), 
+                       dataclasses.replace(HP, lr=0.004)),
+    "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, base_lr=0.003), dataclasses.replace(HP, lr=0.003)),
+    "mbstd_group_size": ({}, dataclasses.replace(NET, mbstd_group_size=2), SCHEDULE, HP),
+}
+
+
+@pytest.mark.parametrize("flag", sorted(FLAG_CASES))
+def test_each_flag_changes_the_step_as_the_reference_predicts(tmp_path, flag):
+    """The product with the flag equals the reference with it, and is far from the reference without it."""
+    train, net, schedule, hp = FLAG_CASES[flag]
+    loss = train.get("loss", "wgan_gp")
+    baseline = (dataclasses.replace(HP, loss=loss), arch(NET))
+    results, moved = run_both(tmp_path, STABLE_16, hp, calls=(2,), steps_per_call=2, net=net, schedule=schedule,
+                              baseline=baseline, **train)
+    assert_matches(results)
+    assert _moved(moved) > 10, f"{flag} moves the step by only {_moved(moved):.1f} tolerances"
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_step_follows_the_float32_reference(tmp_path, precision):
+    """Within reduced precision's own rounding: losses and weights measured 0.5-2.4 % off after 2 steps
+    (float16 keeps 11 bits, bfloat16 8). A loss-scale bug (a penalty gradient left scaled by 2^15) is off
+    by orders of magnitude more. Adam slots are not compared: low-precision gradients flip signs."""
+    keras.mixed_precision.set_dtype_policy(precision)
+    try:
+        results = run_both(tmp_path, FADE_16, HP, calls=(2,), steps_per_call=2, precision=precision)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    errs = errors(results)[-1]
+    assert errs["losses"][0] < 5e-2 and errs["weights"][0] < 5e-2, errs
+
+
+# ---- data, growth and the loop ---------------------------------------------------------------
+
+def test_mirror_flips_about_half_of_the_reals_the_step_receives(tmp_path):
+    phase = SCHEDULE.phases()[STABLE_16]
+    mirrored = _global_batches(_trainer(tmp_path, ("/cpu:0",), mirror=True), phase, 8)
+    plain = _global_batches(_trainer(tmp_path, ("/cpu:0",), mirror=False), phase, 8)
+    flips = []
+    for m, p in zip(mirrored, plain):
+        same = np.all(m.numpy() == p.numpy(), axis=(1, 2, 3))
+        flipped = np.all(m.numpy() == ref.mirror(p, tf.ones([p.shape[0]], tf.bool)).numpy(), axis=(1, 2, 3))
+        assert np.all(same | flipped)  # every real is itself or its mirror image
+        flips.append(flipped & ~same)
+    assert 0.3 < np.mean(flips) < 0.7
+
+
+def _growth_expectation(previous, fresh):
+    """§3: old layers keep their trained weights, new ones start fresh; Gs's new layers start as G's."""
+    G = ref.grow(weights(previous.G), weights(fresh.G))
+    return {"G": G, "D": ref.grow(weights(previous.D), weights(fresh.D)),
+            "Gs": ref.grow(weights(previous.Gs), weights(fresh.G), fresh_gs=G)}
+
+
+def test_every_phase_switch_grows_as_the_paper_prescribes(tmp_path):
+    trainer = _trainer(tmp_path, ("/cpu:0",))
+    phases = SCHEDULE.phases()
+    for before, after in zip(phases, phases[1:]):
+        previous = trainer.build_phase(before)
+        randomize([previous.G, previous.D], seed=before.index)
+        randomize([previous.Gs], seed=100 + before.index)
+        for opt in (previous.g_opt, previous.d_opt):  # a trained optimiser, which must not carry over
+            for v in opt.variables:
+                v.assign(tf.ones_like(v) * 7)
+        grown, fresh = trainer.build_phase(after, previous), trainer.build_phase(after)
+        expected = _growth_expectation(previous, fresh)
+        for part in ("G", "D", "Gs"):
+            got = weights(getattr(grown, part))
+            assert sorted(got) == sorted(expected[part]), (after, part)
+            for k in got:
+                np.testing.assert_array_equal(got[k], expected[part][k], err_msg=f"{after} {part} {k}")
+        for k, w in weights(fresh.G).items():  # new layers: N(0, 1) kernels, zero biases (§4.1)
+            if k not in weights(previous.G):
+                assert np.all(w == 0) if k.endswith("/bias") else abs(np.std(w) - 1) < 0.3, k
+        for opt in (grown.g_opt, grown.d_opt):
+            assert int(opt.iterations.numpy()) == 0 and float(opt.learning_rate.numpy()) == pytest.approx(0.001)
+            assert all(not np.any(s) for s in _slots(opt).values())
+        if after.fading:  # the grown networks at alpha = 0 compute what the old ones did
+            z = tf.constant(np.random.default_rng(0).standard_normal((8, NET.latent_size)), tf.float32)
+            x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (8, after.resolution, after.resolution, 3)),
+                            tf.float32)
+            np.testing.assert_allclose(grown.G(z).numpy(), ref.upscale(previous.G(z)).numpy(), atol=1e-5)
+            np.testing.assert_allclose(grown.D(x).numpy(), previous.D(ref.downscale(x)).numpy(), atol=1e-4)
+
+
+LOOP_SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.024, stable_kimg=0.016, total_kimg=0.072,
+                         batch_sizes={4: 8, 8: 8})  # 4x4 stable 0-16, 8x8 fade 16-40, 8x8 stable 40-72
+
+
+def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
+    """trainer.train(): 2 steps at 4x4, 3 fading (alpha 0, 1/3, 2/3 by images seen), 2 at 8x8 stable."""
+    net = dataclasses.replace(NET, resolution=8, fused_upsample=8)
+    train = dict(steps_per_call=2, tick_kimg=1, checkpoint_kimg=1, grid_size=4)
+    trainer = _trainer(tmp_path, ("/cpu:0",), net, LOOP_SCHEDULE, **train)
+    trainer.train(stop_at_images=56)
+    assert int(trainer.models.g_opt.iterations.numpy()) == 2  # fresh at the 8x8 stable phase
+    probe = _trainer(tmp_path / "probe", ("/cpu:0",), net, LOOP_SCHEDULE, **train)
+    phases, state, step, previous = LOOP_SCHEDULE.phases(), None, 0, None
+    for phase, steps in zip(phases, (2, 3, 2)):
+        fresh = probe.build_phase(phase)  # the initial weights the trainer draws for this phase
+        start = weights(fresh.G), weights(fresh.D), weights(fresh.Gs)
+        if previous is not None:
+            G = ref.grow(previous.G, start[0])
+            start = G, ref.grow(previous.D, start[1]), ref.grow(previous.Gs, start[0], fresh_gs=G)
+        state = ref.State.fresh(*start)
+        for i, reals in enumerate(_global_batches(probe, phase, steps)):
+            alpha = (phase.batch_size * i) / (phase.end - phase.start) if phase.fading else None
+            z_d, mixing, z_g = ref.draws(SEED, step, phase.batch_size, net.latent_size)
+            state, _, _ = ref.iteration(state, arch(net), HP, phase.resolution, reals, z_d, mixing, z_g, alpha)
+            step += 1
+        previous = state
+    pairs = compare(_snapshot(trainer.models), _ref_snapshot(state))
+    err, name = worst({k: v for k, v in pairs.items() if not k.startswith(("g_opt:", "d_opt:"))})
+    assert err < TOLERANCE, f"{name} differs from the reference by {err:.2e}"
+
+
+# flag=value -> (where the value must arrive, expected value)
+CLI_FLAGS = {
+    "--loss=lsgan": (lambda n, s, t: t.loss, "lsgan"),
+    "--gp_lambda=3": (lambda n, s, t: t.gp_lambda, 3.0),
+    "--drift=0.02": (lambda n, s, t: t.drift, 0.02),
+    "--r1_gamma=4": (lambda n, s, t: t.r1_gamma, 4.0),
+    "--adam_beta1=0.5": (lambda n, s, t: t.adam_beta1, 0.5),
+    "--adam_beta2=0.9": (lambda n, s, t: t.adam_beta2, 0.9),
+    "--adam_epsilon=0.001": (lambda n, s, t: t.adam_epsilon, 0.001),
+    "--g_ema_beta=0.5": (lambda n, s, t: t.g_ema_beta, 0.5),
+    "--mirror": (lambda n, s, t: t.mirror, True),
+    "--seed=9": (lambda n, s, t: t.seed, 9),
+    "--precision=mixed_bfloat16": (lambda n, s, t: t.precision, "mixed_bfloat16"),
+    "--learning_rate=0.002": (lambda n, s, t: s.learning_rate(8), 0.002),
+    "--learning_rates=16:0.004": (lambda n, s, t: (s.learning_rate(16), s.learning_rate(32)), (0.004, 0.001)),
+    "--batch_sizes=4:8,16:12": (lambda n, s, t: (s.batch_size(4), s.batch_size(16)), (8, 12)),
+    "--fade_kimg=7": (lambda n, s, t: s.fade_kimg, 7.0),
+    "--stable_kimg=9": (lambda n, s, t: s.stable_kimg, 9.0),
+    "--mbstd_group_size=2": (lambda n, s, t: n.mbstd_group_size, 2),
+    "--fused_upsample=0": (lambda n, s, t: n.fused_upsample, 0),
+    "--latent_size=64": (lambda n, s, t: n.latent_size, 64),
+    "--fmap_base=256": (lambda n, s, t: n.fmap_base, 256),
+    "--fmap_max=32": (lambda n, s, t: n.fmap_max, 32),
+    "--fmap_decay=0.5": (lambda n, s, t: n.fmap_decay, 0.5),
+    "--num_channels=1": (lambda n, s, t: n.num_channels, 1),
+}
+
+
+def test_every_math_flag_of_progan_train_reaches_its_config_field():
+    from absl import flags
+
+    from progan_tf.cli import train as cli
+    base = ["progan-train", "--resolution=32", "--total_kimg=0"]
+    defaults = None
+    for flag, (get, want) in CLI_FLAGS.items():
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(base + [flag])
+        got = get(*cli.options_from_flags(flags.FLAGS))
+        assert got == (pytest.approx(want) if isinstance(want, float) else want), flag
+        if defaults is None:
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS(base)
+            defaults = cli.options_from_flags(flags.FLAGS)
+        assert get(*defaults) != want, f"{flag} is the default; the test would not show it arrives"
+    flags.FLAGS.unparse_flags()
