@@ -20,6 +20,12 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _wscale(gain, fan_in, use_wscale):
+    """(run-time scale, initial std): (gain / sqrt(fan_in), 1) with wscale, (1, gain / sqrt(fan_in)) without."""
+    he_std = gain / math.sqrt(fan_in)
+    return (he_std, 1.0) if use_wscale else (1.0, he_std)
+
+
 @keras.saving.register_keras_serializable(package="progan")
 class WeightScaledConv2D(keras.layers.Layer):
     """Conv2D ('same' padding, stride 1) with the equalised-learning-rate weight scale.
@@ -29,6 +35,8 @@ class WeightScaledConv2D(keras.layers.Layer):
       kernel_size: square kernel side (3 for blocks, 1 for toRGB/fromRGB).
       gain: He gain; sqrt(2) before LeakyReLU, 1 for linear outputs (toRGB).
       use_bias: add a per-channel bias (initialised 0, not scaled).
+      use_wscale: the equalised learning rate (paper §4.1). False is the ablation "no wscale":
+        He initialisation N(0, gain^2 / fan_in) and no run-time scale.
       upsample: if True (3x3 only), compute conv3x3(nearest-upsample-x2(x)) as one
         stride-2 transposed convolution with a 4x4 kernel summed from the 3x3 one
         (`upsample_conv_kernel`): the same function and the same weights, with 16
@@ -36,7 +44,8 @@ class WeightScaledConv2D(keras.layers.Layer):
         upsampled tensor. The official code's "fused scale".
     """
 
-    def __init__(self, filters, kernel_size=3, gain=SQRT2, use_bias=True, upsample=False, **kwargs):
+    def __init__(self, filters, kernel_size=3, gain=SQRT2, use_bias=True, upsample=False, use_wscale=True,
+                 **kwargs):
         super().__init__(**kwargs)
         _check_positive_int("filters", filters)
         _check_positive_int("kernel_size", kernel_size)
@@ -47,13 +56,15 @@ class WeightScaledConv2D(keras.layers.Layer):
         self.gain = float(gain)
         self.use_bias = use_bias
         self.upsample = bool(upsample)
+        self.use_wscale = bool(use_wscale)
 
     def build(self, input_shape):
         in_channels = int(input_shape[-1])
-        self.scale = self.gain / math.sqrt(self.kernel_size * self.kernel_size * in_channels)
+        self.scale, self.init_std = _wscale(self.gain, self.kernel_size * self.kernel_size * in_channels,
+                                            self.use_wscale)
         self.kernel = self.add_weight(
             name="kernel", shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
-            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+            initializer=keras.initializers.RandomNormal(0.0, self.init_std))
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
 
     def call(self, x):
@@ -77,7 +88,8 @@ class WeightScaledConv2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "gain": self.gain, "use_bias": self.use_bias, "upsample": self.upsample}
+                "gain": self.gain, "use_bias": self.use_bias, "upsample": self.upsample,
+                "use_wscale": self.use_wscale}
 
 
 # Row a: the 3x3 taps (w0, w1, w2) summed into tap a of the 1-D transposed kernel [w2, w1+w2, w0+w1, w0].
@@ -115,9 +127,10 @@ class WeightScaledDense(keras.layers.Layer):
       use_bias: add a bias (initialised 0, not scaled).
       target_shape: if given, reshape the output to [N, *target_shape] before the
         bias, which is then per channel (the last axis): G's latent -> 4x4xnf layer.
+      use_wscale: as for WeightScaledConv2D.
     """
 
-    def __init__(self, units, gain=SQRT2, use_bias=True, target_shape=None, **kwargs):
+    def __init__(self, units, gain=SQRT2, use_bias=True, target_shape=None, use_wscale=True, **kwargs):
         super().__init__(**kwargs)
         _check_positive_int("units", units)
         if target_shape is not None:
@@ -128,12 +141,14 @@ class WeightScaledDense(keras.layers.Layer):
         self.gain = float(gain)
         self.use_bias = use_bias
         self.target_shape = target_shape
+        self.use_wscale = bool(use_wscale)
 
     def build(self, input_shape):
         fan_in = int(math.prod(input_shape[1:]))
-        self.scale = self.gain / math.sqrt(fan_in)
+        self.scale, self.init_std = _wscale(self.gain, fan_in, self.use_wscale)
         self.kernel = self.add_weight(
-            name="kernel", shape=(fan_in, self.units), initializer=keras.initializers.RandomNormal(0.0, 1.0))
+            name="kernel", shape=(fan_in, self.units),
+            initializer=keras.initializers.RandomNormal(0.0, self.init_std))
         bias_size = self.target_shape[-1] if self.target_shape else self.units
         self.bias = self.add_weight(name="bias", shape=(bias_size,), initializer="zeros") if self.use_bias else None
 
@@ -152,7 +167,8 @@ class WeightScaledDense(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "gain": self.gain, "use_bias": self.use_bias,
-                "target_shape": list(self.target_shape) if self.target_shape else None}
+                "target_shape": list(self.target_shape) if self.target_shape else None,
+                "use_wscale": self.use_wscale}
 
 
 def leaky_relu(x, negative_slope=0.2):

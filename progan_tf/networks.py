@@ -37,7 +37,8 @@ class NetworkConfig:
       fmap_max: cap on feature maps per layer.
       mbstd_group_size: minibatch-stddev group size (0 disables the layer).
       normalize_latents: PixelNorm on z before the first layer.
-      use_pixelnorm: PixelNorm after every generator conv.
+      use_pixelnorm: PixelNorm after every generator conv (False: the paper's ablation).
+      use_wscale: equalised learning rate (False: He-initialised weights without run-time scale).
       leaky_slope: LeakyReLU negative slope.
       fused_upsample: generator blocks of this resolution and up run their upsample +
         first conv as one transposed conv (`WeightScaledConv2D(upsample=True)`): the
@@ -55,6 +56,7 @@ class NetworkConfig:
     mbstd_group_size: int = 4
     normalize_latents: bool = True
     use_pixelnorm: bool = True
+    use_wscale: bool = True
     leaky_slope: float = 0.2
     fused_upsample: int = 16
 
@@ -103,13 +105,14 @@ def _act(config, name):
 
 def _g_conv(config, x, filters, name, upsample=False):
     """[upsample x2 ->] conv3x3 -> LeakyReLU -> PixelNorm, the generator's unit."""
-    x = WeightScaledConv2D(filters, 3, upsample=upsample, name=name)(x)
+    x = WeightScaledConv2D(filters, 3, upsample=upsample, use_wscale=config.use_wscale, name=name)(x)
     x = _act(config, f"{name}_act")(x)
     return PixelNorm(name=f"{name}_norm")(x) if config.use_pixelnorm else x
 
 
 def _torgb(config, x, resolution):
-    return WeightScaledConv2D(config.num_channels, 1, gain=1.0, name=f"g_torgb_{resolution}")(x)
+    return WeightScaledConv2D(config.num_channels, 1, gain=1.0, use_wscale=config.use_wscale,
+                              name=f"g_torgb_{resolution}")(x)
 
 
 def build_generator(config, resolution, fading=False):
@@ -131,7 +134,7 @@ def build_generator(config, resolution, fading=False):
     x = PixelNorm(name="g_latent_norm")(latents) if config.normalize_latents else latents
     # The first layer is a dense to 4x4xnf (a 4x4 conv on a 1x1 input); gain sqrt(2)/4 as in the official code.
     x = WeightScaledDense(16 * config.nf(1), gain=SQRT2 / 4, target_shape=(4, 4, config.nf(1)),
-                          name="g_block_4_dense")(x)
+                          use_wscale=config.use_wscale, name="g_block_4_dense")(x)
     x = _act(config, "g_block_4_dense_act")(x)
     x = PixelNorm(name="g_block_4_dense_norm")(x) if config.use_pixelnorm else x
     x = _g_conv(config, x, config.nf(1), "g_block_4_conv")  # [N, 4, 4, nf]
@@ -154,12 +157,13 @@ def build_generator(config, resolution, fading=False):
 
 
 def _fromrgb(config, x, resolution):
-    x = WeightScaledConv2D(config.nf(_stage(resolution)), 1, name=f"d_fromrgb_{resolution}")(x)
+    x = WeightScaledConv2D(config.nf(_stage(resolution)), 1, use_wscale=config.use_wscale,
+                           name=f"d_fromrgb_{resolution}")(x)
     return _act(config, f"d_fromrgb_{resolution}_act")(x)
 
 
 def _d_conv(config, x, filters, name):
-    x = WeightScaledConv2D(filters, 3, name=name)(x)
+    x = WeightScaledConv2D(filters, 3, use_wscale=config.use_wscale, name=name)(x)
     return _act(config, f"{name}_act")(x)
 
 
@@ -191,9 +195,9 @@ def build_discriminator(config, resolution, fading=False):
     if config.mbstd_group_size:
         x = MinibatchStdDev(config.mbstd_group_size, name="d_block_4_mbstd")(x)  # [N, 4, 4, nf + 1]
     x = _d_conv(config, x, config.nf(1), "d_block_4_conv")
-    x = WeightScaledDense(config.nf(0), name="d_block_4_dense0")(x)
+    x = WeightScaledDense(config.nf(0), use_wscale=config.use_wscale, name="d_block_4_dense0")(x)
     x = _act(config, "d_block_4_dense0_act")(x)
-    x = WeightScaledDense(1, gain=1.0, name="d_block_4_dense1")(x)
+    x = WeightScaledDense(1, gain=1.0, use_wscale=config.use_wscale, name="d_block_4_dense1")(x)
     scores = keras.layers.Activation("linear", dtype="float32", name="d_scores")(x)
     return keras.Model(images, scores, name=f"discriminator_{resolution}{'_fade' if fading else ''}")
 
@@ -210,7 +214,7 @@ def set_alpha(model, alpha):
 
 
 def initialize_weights(model, seed):
-    """Re-draw every kernel N(0, 1) and zero every bias, reproducibly.
+    """Re-draw every kernel N(0, init_std^2) (1, or He's std without wscale) and zero every bias, reproducibly.
 
     Each weight's values depend only on (seed, layer name, weight name), so a layer
     starts identically however many models were built before it, and a run started
@@ -228,7 +232,8 @@ def initialize_weights(model, seed):
                 weight.assign(tf.zeros(weight.shape, weight.dtype))
             else:
                 key = zlib.crc32(f"{layer.name}/{weight.name}".encode())
-                weight.assign(tf.random.stateless_normal(weight.shape, seed=[seed, key], dtype=weight.dtype))
+                weight.assign(tf.random.stateless_normal(weight.shape, seed=[seed, key], dtype=weight.dtype,
+                                                         stddev=layer.init_std))
 
 
 def grow_weights(old, new):

@@ -83,6 +83,11 @@ class Schedule:
         if any(b < 1 for _, b in self.batch_sizes):
             raise ValueError(f"batch sizes must be positive, got {dict(self.batch_sizes)}")
 
+    def without_growing(self):
+        """The ablation "no growing": one stable phase at max_resolution with this schedule's image budget."""
+        return dataclasses.replace(self, start_resolution=self.max_resolution,
+                                   total_kimg=self.total_images / 1000)
+
     def batch_size(self, resolution):
         return dict(self.batch_sizes).get(resolution, self.default_batch)
 
@@ -100,7 +105,7 @@ class Schedule:
 
     def phases(self):
         """Every phase in order; the last one ends at total_kimg (or its own length)."""
-        fade, stable = int(self.fade_kimg * 1000), int(self.stable_kimg * 1000)
+        fade, stable = round(self.fade_kimg * 1000), round(self.stable_kimg * 1000)
         phases, start = [], 0
         for res in self.resolutions:
             kinds = [False] if res == self.start_resolution else [True, False]
@@ -111,7 +116,7 @@ class Schedule:
                 start += length
         if self.total_kimg is not None:
             last = phases[-1]
-            end = int(self.total_kimg * 1000)
+            end = round(self.total_kimg * 1000)
             if end <= last.start:
                 raise ValueError(f"total_kimg={self.total_kimg} ends before the final stable phase "
                                  f"starts at {last.start / 1000:g} kimg; raise total_kimg or shorten phases")

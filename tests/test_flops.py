@@ -67,7 +67,8 @@ def test_iteration_count_matches_the_traced_step(tmp_path, fading, loss, key):
                       tf.distribute.OneDeviceStrategy("/cpu:0"), print_fn=lambda *_: None)
     phase = schedule.phases()[1 if fading else 2]  # 8x8 fade / 8x8 stable
     step = trainer.make_train_step(trainer.build_phase(phase))
-    function = step.get_concrete_function(tf.zeros([8, 8, 8, 3]), tf.constant(0, tf.int64), tf.constant(0.5))
+    function = step.get_concrete_function(tf.zeros([8, 8, 8, 3]), tf.constant(0, tf.int64), tf.constant(0.5),
+                                          tf.constant(0.999))
     stage = flops.stage_flops(NET, 8, fading, batch=8, loss=key)
     for nominal, expected in ((False, stage["iteration"]), (True, stage["iteration_nominal"])):
         traced = flops.graph_flops(function, nominal=nominal)

@@ -21,7 +21,8 @@ import tensorflow as tf
 from progan_tf.data.pipeline import ArraySource
 from progan_tf.data.synthetic import synthetic_images
 from progan_tf.layers import LeakyReLU, WeightScaledConv2D, WeightScaledDense
-from progan_tf.networks import NetworkConfig, build_discriminator, build_generator, fade_layers, set_alpha
+from progan_tf.networks import (NetworkConfig, build_discriminator, build_generator, fade_layers, initialize_weights,
+                                set_alpha)
 from progan_tf.schedule import Schedule
 from progan_tf.training.trainer import TrainConfig, Trainer
 from reference import progan as ref
@@ -41,7 +42,8 @@ HP = ref.Hyper(g_ema_beta=0.9)  # the paper's values but a faster average, so th
 
 def arch(net):
     return ref.Arch(latent_size=net.latent_size, num_channels=net.num_channels, fmap_base=net.fmap_base,
-                    fmap_decay=net.fmap_decay, fmap_max=net.fmap_max, mbstd_group_size=net.mbstd_group_size)
+                    fmap_decay=net.fmap_decay, fmap_max=net.fmap_max, mbstd_group_size=net.mbstd_group_size,
+                    use_wscale=net.use_wscale, use_pixelnorm=net.use_pixelnorm)
 
 
 def weights(model):
@@ -75,8 +77,9 @@ def worst(pairs):
 
 @pytest.mark.parametrize("res,fading", [(4, False), (8, False), (8, True), (16, False), (16, True)])
 def test_forward_passes_equal_the_reference(res, fading):
-    net = dataclasses.replace(NET, fused_upsample=8)  # block 8 and 16 fused: the identity is checked too
-    for config in (NET, net):
+    configs = [NET, dataclasses.replace(NET, fused_upsample=8),  # blocks 8 and 16 fused: the same function
+               dataclasses.replace(NET, use_wscale=False), dataclasses.replace(NET, use_pixelnorm=False)]
+    for config in configs:
         g, d = build_generator(config, res, fading), build_discriminator(config, res, fading)
         randomize([g, d], seed=res)
         set_alpha(g, 0.3)
@@ -139,6 +142,23 @@ def test_parameter_counts_match_table_2_layer_by_layer():
             value, half_unit = _printed(printed)
             assert abs(counted[name] - value) <= half_unit, (name, counted[name], printed)
         assert sum(counted.values()) == pytest.approx(23.1e6, abs=0.05e6)  # "Total trainable parameters"
+
+
+def test_without_wscale_weights_start_he_initialised_and_run_unscaled():
+    """--nowscale changes the initial std and the run-time scale, nothing else (Table 1's ablation)."""
+    plain = dataclasses.replace(NET, use_wscale=False)
+    for build in (build_generator, build_discriminator):
+        scaled, unscaled = build(NET, 16), build(plain, 16)
+        initialize_weights(scaled, seed=1)
+        initialize_weights(unscaled, seed=1)
+        for name, (shape, gain) in {**ref.generator_shapes(arch(NET), 16),
+                                    **ref.discriminator_shapes(arch(NET), 16)}.items():
+            if name not in [layer.name for layer in scaled.layers]:
+                continue
+            he_std = gain / math.sqrt(np.prod(shape[:-1]))
+            a, b = scaled.get_layer(name), unscaled.get_layer(name)
+            np.testing.assert_allclose(b.kernel.numpy(), a.kernel.numpy() * he_std, rtol=1e-6, err_msg=name)
+            assert (a.scale, b.scale) == (pytest.approx(he_std), 1.0), name
 
 
 def test_pixel_norm_sits_on_the_latent_and_after_every_generator_layer():
@@ -228,7 +248,10 @@ def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), calls=(1, 4), steps
     for count in calls:
         alphas = [0.3 + 0.01 * (step - FIRST_STEP + i) if phase.fading else 1.0 for i in range(count)]
         padded = alphas + [0.0] * (steps_per_call - count)
-        d, g = step_fn(data, tf.constant(step, tf.int64), tf.constant(padded, tf.float32), tf.constant(count))
+        seen = [phase.start + (step - FIRST_STEP + i) * phase.batch_size for i in range(count)]
+        betas = [trainer.config.ema_beta(phase.batch_size, n) for n in seen] + [0.0] * (steps_per_call - count)
+        d, g = step_fn(data, tf.constant(step, tf.int64), tf.constant(padded, tf.float32),
+                       tf.constant(betas, tf.float32), tf.constant(count))
         product_losses = np.stack([d.numpy()[:count], g.numpy()[:count]], 1)
         snapshot = _snapshot(models)
         # Every fade of G, D and Gs (which samples and exports show) holds the alpha of the last step.
@@ -241,7 +264,7 @@ def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), calls=(1, 4), steps
                 z_d, mixing, z_g = ref.draws(SEED, step + i, phase.batch_size, net.latent_size)
                 states[r], d_loss, g_loss = ref.iteration(
                     states[r], ref_arch, ref_hp, phase.resolution, reals[step + i - FIRST_STEP], z_d, mixing, z_g,
-                    alphas[i] if phase.fading else None)
+                    alphas[i] if phase.fading else None, seen[i])
                 reference_losses.append([d_loss, g_loss])
             pairs = {**compare(snapshot, _ref_snapshot(states[r])), **fades}
             results[r].append((product_losses, np.array(reference_losses), pairs))
@@ -295,6 +318,8 @@ FLAG_CASES = {
     "adam_beta2": ({"adam_beta2": 0.9}, NET, SCHEDULE, dataclasses.replace(HP, beta2=0.9)),
     "adam_epsilon": ({"adam_epsilon": 1e-3}, NET, SCHEDULE, dataclasses.replace(HP, epsilon=1e-3)),
     "g_ema_beta": ({"g_ema_beta": 0.5}, NET, SCHEDULE, dataclasses.replace(HP, g_ema_beta=0.5)),
+    "g_ema_kimg": ({"g_ema_kimg": 0.02, "g_ema_rampup": 0.05}, NET, SCHEDULE,
+                   dataclasses.replace(HP, g_ema_kimg=0.02, g_ema_rampup=0.05)),
     "learning_rates": ({}, NET, dataclasses.replace(SCHEDULE, learning_rates={8: 0.01, 16: 0.004}), 
                        dataclasses.replace(HP, lr=0.004)),
     "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, base_lr=0.003), dataclasses.replace(HP, lr=0.003)),
@@ -388,7 +413,8 @@ LOOP_SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.024, stable_kimg=0.016, t
 def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
     """trainer.train(): 2 steps at 4x4, 3 fading (alpha 0, 1/3, 2/3 by images seen), 2 at 8x8 stable."""
     net = dataclasses.replace(NET, resolution=8, fused_upsample=8)
-    train = dict(steps_per_call=2, tick_kimg=1, checkpoint_kimg=1, grid_size=4)
+    train = dict(steps_per_call=2, tick_kimg=1, checkpoint_kimg=1, grid_size=4, g_ema_kimg=0.02, g_ema_rampup=0.5)
+    hp = dataclasses.replace(HP, g_ema_kimg=0.02, g_ema_rampup=0.5)
     trainer = _trainer(tmp_path, ("/cpu:0",), net, LOOP_SCHEDULE, **train)
     trainer.train(stop_at_images=56)
     assert int(trainer.models.g_opt.iterations.numpy()) == 2  # fresh at the 8x8 stable phase
@@ -404,12 +430,35 @@ def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
         for i, reals in enumerate(_global_batches(probe, phase, steps)):
             alpha = (phase.batch_size * i) / (phase.end - phase.start) if phase.fading else None
             z_d, mixing, z_g = ref.draws(SEED, step, phase.batch_size, net.latent_size)
-            state, _, _ = ref.iteration(state, arch(net), HP, phase.resolution, reals, z_d, mixing, z_g, alpha)
+            state, _, _ = ref.iteration(state, arch(net), hp, phase.resolution, reals, z_d, mixing, z_g, alpha,
+                                        images_seen=phase.start + phase.batch_size * i)
             step += 1
         previous = state
     pairs = compare(_snapshot(trainer.models), _ref_snapshot(state))
     err, name = worst({k: v for k, v in pairs.items() if not k.startswith(("g_opt:", "d_opt:"))})
     assert err < TOLERANCE, f"{name} differs from the reference by {err:.2e}"
+
+
+def test_nogrowing_trains_the_final_networks_from_the_start_on_the_same_budget(tmp_path):
+    flat = SCHEDULE.without_growing()
+    (phase,) = flat.phases()
+    assert (phase.resolution, phase.fading, phase.start, phase.end) == (16, False, 0, SCHEDULE.total_images)
+    assert (phase.batch_size, phase.learning_rate) == (SCHEDULE.batch_size(16), SCHEDULE.learning_rate(16))
+    first = _trainer(tmp_path, ("/cpu:0",), NET, flat).build_phase(phase)
+    last = _trainer(tmp_path / "p", ("/cpu:0",), NET, SCHEDULE).build_phase(SCHEDULE.phases()[-1])
+    for a, b in ((first.G, last.G), (first.D, last.D)):
+        assert {k: v.shape for k, v in weights(a).items()} == {k: v.shape for k, v in weights(b).items()}
+
+
+def test_noema_makes_gs_the_generator_itself(tmp_path):
+    """g_ema_beta = 0 (what --noema sets): after a step Gs is G, bit for bit."""
+    results = run_both(tmp_path, FADE_16, dataclasses.replace(HP, g_ema_beta=0.0), calls=(2,), steps_per_call=2,
+                       g_ema_beta=0.0)
+    assert_matches(results)
+    pairs = results[-1][2]
+    for key, (gs, _) in pairs.items():
+        if key.startswith("Gs:"):
+            np.testing.assert_array_equal(gs, pairs["G:" + key[3:]][0])
 
 
 # flag=value -> (where the value must arrive, expected value)
@@ -437,6 +486,13 @@ CLI_FLAGS = {
     "--fmap_max=32": (lambda n, s, t: n.fmap_max, 32),
     "--fmap_decay=0.5": (lambda n, s, t: n.fmap_decay, 0.5),
     "--num_channels=1": (lambda n, s, t: n.num_channels, 1),
+    "--nowscale": (lambda n, s, t: n.use_wscale, False),
+    "--nopixelnorm": (lambda n, s, t: n.use_pixelnorm, False),
+    "--nombstd": (lambda n, s, t: n.mbstd_group_size, 0),
+    "--noema": (lambda n, s, t: t.g_ema_beta, 0.0),
+    "--g_ema_kimg=10": (lambda n, s, t: t.g_ema_kimg, 10.0),
+    "--g_ema_rampup=0.05": (lambda n, s, t: t.g_ema_rampup, 0.05),
+    "--nogrowing": (lambda n, s, t: [(p.resolution, p.end) for p in s.phases()], [(32, 4_200_000)]),  # 4 stages
 }
 
 

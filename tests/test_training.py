@@ -60,7 +60,8 @@ def _run_steps(devices, run_dir, fading):
         dist = strategy.experimental_distribute_values_from_function(
             lambda ctx: batch[ctx.replica_id_in_sync_group * per_replica:(ctx.replica_id_in_sync_group + 1)
                               * per_replica])
-        losses.append([float(v) for v in step(dist, tf.constant(i, tf.int64), tf.constant(0.3 + 0.2 * i))])
+        losses.append([float(v) for v in step(dist, tf.constant(i, tf.int64), tf.constant(0.3 + 0.2 * i),
+                                              tf.constant(0.9))])
     assert step.experimental_get_tracing_count() == 1  # no retracing from step to step
     return losses, [w.numpy() for model in (m.G, m.D, m.Gs) for w in model.weights]
 
@@ -79,10 +80,11 @@ def test_two_replica_step_equals_one_replica_step(tmp_path, fading):
 
 def test_tiny_run_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
-    lines = []
+    lines, ticks_seen = [], []
     config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, checkpoint_kimg=0.096, grid_size=4)
-    state = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"),
-                    print_fn=lines.append).train()
+    state = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lines.append,
+                    on_tick=lambda models, images: ticks_seen.append((images, models.phase.index))).train()
+    assert ticks_seen == [(32, 0), (64, 0), (96, 1), (128, 1), (160, 2), (192, 2)]
     assert state["images_seen"] == SCHEDULE.total_images == 192
     assert (state["resolution"], state["phase"], state["phase_index"]) == (8, "stable", 2)
     assert read_state(str(run_dir))["images_seen"] == 192

@@ -83,14 +83,16 @@ def phase_runner(trainer, phase, python_loop=False):
     if not python_loop:
         run_steps = trainer.make_train_step(m, k)
         alphas, count = tf.fill([k], alpha), tf.constant(k, tf.int32)
+        betas = tf.fill([k], trainer.config.ema_beta(phase.batch_size, phase.start))
 
         def call(first):  # as Trainer._loop calls it
-            return run_steps(data, first, alphas, count)
+            return run_steps(data, first, alphas, betas, count)
     else:
         step_fn = trainer.make_train_step(m)
 
         def call(first):
-            return step_fn(next(data), first, tf.constant(alpha, tf.float32))
+            return step_fn(next(data), first, tf.constant(alpha, tf.float32),
+                           tf.constant(trainer.config.ema_beta(phase.batch_size, phase.start), tf.float32))
 
     def run(n_calls):
         for _ in range(n_calls):

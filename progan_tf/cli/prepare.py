@@ -4,6 +4,7 @@
   progan-prepare --source=path/to/photos --name=photos --max_resolution=256 --crop=center
   progan-prepare --source=tfds:celeb_a_hq/1024 --tfds_manual_dir=~/celeba_hq --name=celeba_hq
   progan-prepare --flagfile=datasets/cifar10.flags
+  progan-prepare --source=emoji:train --name=emoji --max_resolution=64
 
 Writes datasets/<name>/ (or --out_dir): one sharded TFRecord set per resolution,
 4x4 to --max_resolution, and manifest.json. See datasets/README.md for every recipe.
@@ -18,7 +19,8 @@ from absl import app, flags, logging
 from progan_tf.cli.common import UsageError, fail
 
 PROGRAM = "progan-prepare"
-SOURCE_FORMS = "a folder, tfds:NAME[/CONFIG][:SPLIT], mnist:DIR[:SPLIT], cifar10:DIR[:SPLIT] or synthetic"
+SOURCE_FORMS = ("a folder, tfds:NAME[/CONFIG][:SPLIT], mnist:DIR[:SPLIT], cifar10:DIR[:SPLIT], "
+                "emoji[:FONT][:all|train|test] or synthetic")
 
 flags.DEFINE_string("source", "", f"Images to prepare: {SOURCE_FORMS}.")
 flags.DEFINE_string("name", "", "Dataset name: writes datasets/<name>/.")

@@ -29,12 +29,18 @@ flags.DEFINE_integer("fmap_base", 8192, "Feature maps: nf(stage) = min(fmap_base
 flags.DEFINE_float("fmap_decay", 1.0, "Feature-map decay per stage (log2).")
 flags.DEFINE_integer("fmap_max", 512, "Maximum feature maps per layer.")
 flags.DEFINE_integer("mbstd_group_size", 4, "Minibatch-stddev group size (0 disables it).")
+flags.DEFINE_boolean("nowscale", False, "Ablation: no equalised learning rate (He-initialised weights, no "
+                     "run-time scale).")
+flags.DEFINE_boolean("nopixelnorm", False, "Ablation: no pixel norm after the generator's layers.")
+flags.DEFINE_boolean("nombstd", False, "Ablation: no minibatch-stddev layer (the same as --mbstd_group_size=0).")
 flags.DEFINE_integer("fused_upsample", 16, "G's blocks from this resolution up run upsample + conv as one "
                      "transposed conv (same function, fewer FLOPs); 0 = never. Runs started before this flag "
                      "existed resume with --fused_upsample=0.")
 # Schedule.
 flags.DEFINE_float("fade_kimg", 600, "Thousands of images per fade-in phase.")
 flags.DEFINE_float("stable_kimg", 600, "Thousands of images per stable phase.")
+flags.DEFINE_boolean("nogrowing", False, "Ablation: train at --resolution from the start, with the same image "
+                     "budget as the progressive schedule.")
 flags.DEFINE_float("total_kimg", 12000, "Thousands of images in all; the last stable phase takes the rest. "
                    "0 = every phase its normal length.")
 flags.DEFINE_string("batch_sizes", "4:128,8:128,16:128,32:64,64:32,128:16,256:8,512:4,1024:4",
@@ -50,7 +56,12 @@ flags.DEFINE_float("r1_gamma", 10.0, "R1 penalty weight for --loss=logistic.")
 flags.DEFINE_float("adam_beta1", 0.0, "Adam beta1.")
 flags.DEFINE_float("adam_beta2", 0.99, "Adam beta2.")
 flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon.")
-flags.DEFINE_float("g_ema_beta", 0.999, "Decay of the generator moving average Gs.")
+flags.DEFINE_float("g_ema_beta", 0.999, "Decay of the generator moving average Gs per step.")
+flags.DEFINE_float("g_ema_kimg", 0, "If > 0: half-life of Gs in kimg instead of --g_ema_beta "
+                   "(beta = 0.5 ** (batch / (1000 * g_ema_kimg))).")
+flags.DEFINE_float("g_ema_rampup", 0, "With --g_ema_kimg: half-life at most this times the images seen (0 = off; "
+                   "StyleGAN2 uses 0.05).")
+flags.DEFINE_boolean("noema", False, "Ablation: no generator average; samples, metrics and exports use G.")
 # Devices and speed.
 flags.DEFINE_list("devices", [], "Devices for MirroredStrategy, e.g. GPU:0,GPU:1 (default: all GPUs, or the CPU).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try multi-device runs).")
@@ -111,20 +122,29 @@ def options_from_flags(f):
             raise UsageError(f"--{name} must be positive, got {getattr(f, name)}")
     if f.cpu_devices < 0 or f.synthetic_images < 1 or f.grid_size < 1:
         raise UsageError("--cpu_devices must be >= 0, --synthetic_images and --grid_size >= 1")
+    if f.noema and (f.g_ema_kimg or f["g_ema_beta"].present):
+        raise UsageError("--noema turns the generator average off; drop --g_ema_beta / --g_ema_kimg")
+    if f.nombstd and f["mbstd_group_size"].present and f.mbstd_group_size:
+        raise UsageError("--nombstd contradicts --mbstd_group_size; give one of them")
     if f.data_dir and not os.path.isdir(f.data_dir):
         raise UsageError(f"--data_dir={f.data_dir} does not exist; prepare it with progan-prepare")
     try:
         network = NetworkConfig(resolution=f.resolution, num_channels=f.num_channels, latent_size=f.latent_size,
                                 fmap_base=f.fmap_base, fmap_decay=f.fmap_decay, fmap_max=f.fmap_max,
-                                mbstd_group_size=f.mbstd_group_size, fused_upsample=f.fused_upsample)
+                                mbstd_group_size=0 if f.nombstd else f.mbstd_group_size,
+                                use_pixelnorm=not f.nopixelnorm, use_wscale=not f.nowscale,
+                                fused_upsample=f.fused_upsample)
         schedule = Schedule(max_resolution=f.resolution, fade_kimg=f.fade_kimg, stable_kimg=f.stable_kimg,
                             total_kimg=f.total_kimg or None, batch_sizes=batch_sizes,
                             learning_rates=parse_int_map("learning_rates", f.learning_rates, float),
                             default_batch=f.default_batch, base_lr=f.learning_rate)
         schedule.phases()  # checks total_kimg against the phases
+        if f.nogrowing:
+            schedule = schedule.without_growing()
         train = TrainConfig(run_dir=f.run_dir, loss=f.loss, gp_lambda=f.gp_lambda, drift=f.drift,
                             r1_gamma=f.r1_gamma, adam_beta1=f.adam_beta1, adam_beta2=f.adam_beta2,
-                            adam_epsilon=f.adam_epsilon, g_ema_beta=f.g_ema_beta, mirror=f.mirror, seed=f.seed,
+                            adam_epsilon=f.adam_epsilon, g_ema_beta=0.0 if f.noema else f.g_ema_beta,
+                            g_ema_kimg=f.g_ema_kimg, g_ema_rampup=f.g_ema_rampup, mirror=f.mirror, seed=f.seed,
                             tick_kimg=f.tick_kimg, checkpoint_kimg=f.checkpoint_kimg,
                             keep_checkpoints=f.keep_checkpoints, precision=f.precision, jit_compile=f.xla,
                             steps_per_call=f.steps_per_call, grid_size=f.grid_size, metrics=tuple(f.metrics),

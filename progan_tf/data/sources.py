@@ -1,4 +1,4 @@
-"""Raw image sources for progan-prepare: a folder, tfds, MNIST IDX, CIFAR-10 binary, synthetic.
+"""Raw image sources for progan-prepare: a folder, tfds, MNIST IDX, CIFAR-10 binary, synthetic, emoji.
 
 Every source is a small picklable object with the same interface:
 
@@ -359,7 +359,8 @@ def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfd
     """Parse a --source value into a source object.
 
     Args:
-      spec: a folder path | tfds:NAME[/CONFIG][:SPLIT] | mnist:DIR[:SPLIT] | cifar10:DIR[:SPLIT] | synthetic.
+      spec: a folder path | tfds:NAME[/CONFIG][:SPLIT] | mnist:DIR[:SPLIT] | cifar10:DIR[:SPLIT] | synthetic
+        | emoji[:FONT][:all|train|test].
       mnist_rgb: build the paper's MNIST-RGB from an mnist: source.
       count: image count for synthetic and MNIST-RGB (0 = 4096 and 1,000,000).
       seed: seed of synthetic and MNIST-RGB.
@@ -372,6 +373,9 @@ def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfd
     kind, _, rest = spec.partition(":")
     if spec == "synthetic":
         return SyntheticSource(count or 4096, resolution, seed)
+    if kind == "emoji":
+        from progan_tf.data import emoji
+        return emoji.EmojiSource(*emoji.parse_spec(rest))
     if kind in ("mnist", "cifar10") and rest:
         directory, split = rest, "train"
         if rest.rsplit(":", 1)[-1] in ("train", "test") and ":" in rest:
@@ -384,5 +388,5 @@ def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfd
         return TfdsSource(name, split or "train", tfds_data_dir, tfds_manual_dir)
     if not os.path.exists(spec):
         raise SourceError(f"--source={spec} does not exist (expected a folder, tfds:NAME[/CONFIG][:SPLIT], "
-                          f"mnist:DIR, cifar10:DIR or synthetic)")
+                          f"mnist:DIR, cifar10:DIR, emoji[:FONT][:SPLIT] or synthetic)")
     return FolderSource(spec)

@@ -41,7 +41,11 @@ class TrainConfig:
       drift: epsilon_drift, weight of D(real)^2 (0.001).
       r1_gamma: R1 weight for the logistic loss (10).
       adam_beta1, adam_beta2, adam_epsilon: Adam hyper-parameters (0, 0.99, 1e-8).
-      g_ema_beta: decay of the generator average Gs (0.999).
+      g_ema_beta: decay of the generator average Gs per step (0.999); 0 samples G itself (no average).
+      g_ema_kimg: if > 0, the average's half-life in thousands of images instead of g_ema_beta:
+        beta = 0.5 ** (batch / (1000 * g_ema_kimg)), the same averaging window at any batch size.
+      g_ema_rampup: if > 0 (with g_ema_kimg), the half-life is at most rampup * images seen, so the
+        first images are not averaged over a window longer than the run so far (StyleGAN2's 0.05).
       mirror: random left-right flips of the reals.
       seed: seeds latents, penalties' interpolation factors and data order.
       tick_kimg: thousands of images between progress lines and sample grids.
@@ -66,6 +70,8 @@ class TrainConfig:
     adam_beta2: float = 0.99
     adam_epsilon: float = 1e-8
     g_ema_beta: float = 0.999
+    g_ema_kimg: float = 0.0
+    g_ema_rampup: float = 0.0
     mirror: bool = False
     seed: int = 0
     tick_kimg: float = 160
@@ -78,6 +84,15 @@ class TrainConfig:
     metrics_every_kimg: float = 0
     metrics_num_images: int = 10000
     steps_per_call: int = 8
+
+    def ema_beta(self, batch_size, images_seen):
+        """The decay of Gs for a step of `batch_size` images taken at `images_seen`."""
+        if not self.g_ema_kimg:
+            return self.g_ema_beta
+        half_life = self.g_ema_kimg * 1000
+        if self.g_ema_rampup:
+            half_life = min(half_life, images_seen * self.g_ema_rampup)
+        return 0.5 ** (batch_size / max(half_life, 1e-8))
 
 
 def make_strategy(devices=None):
@@ -133,6 +148,8 @@ def validate(network, schedule, config, num_replicas, source=None):
         raise ValueError("--xla compiles single-replica steps only; drop --xla or use one device")
     if not 0.0 <= config.g_ema_beta < 1.0:
         raise ValueError(f"--g_ema_beta must be in [0, 1), got {config.g_ema_beta}")
+    if config.g_ema_kimg < 0 or config.g_ema_rampup < 0:
+        raise ValueError("--g_ema_kimg and --g_ema_rampup must be >= 0")
     group = network.mbstd_group_size
     for res in schedule.resolutions:
         batch = schedule.batch_size(res)
@@ -189,13 +206,16 @@ class Trainer:
       source: an image source (see progan_tf.data.pipeline).
       strategy: a tf.distribute strategy; default `make_strategy()`.
       print_fn: where progress lines go.
+      on_tick: optional fn(models, images_seen) called on the chief after each tick's own
+        maintenance, e.g. an evaluation of models.Gs on held-out images.
     """
 
-    def __init__(self, network, schedule, config, source, strategy=None, print_fn=print):
+    def __init__(self, network, schedule, config, source, strategy=None, print_fn=print, on_tick=None):
         self.strategy = strategy or make_strategy()
         validate(network, schedule, config, self.strategy.num_replicas_in_sync, source)
         self.network, self.schedule, self.config, self.source = network, schedule, config, source
         self.print = print_fn
+        self.on_tick = on_tick
         resolver = getattr(self.strategy, "cluster_resolver", None)
         task_type, task_id = (resolver.task_type, resolver.task_id) if resolver else (None, 0)
         self.is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
@@ -317,15 +337,16 @@ class Trainer:
         Args:
           m: PhaseModels.
           steps_per_call: None for a function of one step on given images,
-              fn(reals per replica, step int64, alpha float32) -> (d_loss, g_loss);
+              fn(reals per replica, step int64, alpha float32, beta float32) -> (d_loss, g_loss);
             or k for a function of up to k steps on batches taken from a distributed iterator,
-              fn(iterator, first_step int64, alphas float32 [k], count int32) -> (d_losses [k], g_losses [k]),
-            running steps first_step .. first_step + count - 1 at alphas[:count] (later losses are 0).
+              fn(iterator, first_step int64, alphas float32 [k], betas float32 [k], count int32)
+                -> (d_losses [k], g_losses [k]),
+            running steps first_step .. first_step + count - 1 at alphas[:count] with Gs decays
+            betas[:count] (later losses are 0).
         """
-        beta = self.config.g_ema_beta
         fades = [layer.alpha for model in (m.G, m.D, m.Gs) for layer in networks.fade_layers(model)]
 
-        def train_step(reals, step, alpha):
+        def train_step(reals, step, alpha, beta):
             for variable in fades:
                 variable.assign(alpha)
             d_loss, g_loss = self.strategy.run(self._replica_step, args=(m, reals, step, alpha))
@@ -338,10 +359,10 @@ class Trainer:
         if steps_per_call is None:
             return step_fn
 
-        def train_steps(data, first_step, alphas, count):
+        def train_steps(data, first_step, alphas, betas, count):
             d_losses = g_losses = tf.zeros([steps_per_call])  # [k]
             for i in tf.range(count):
-                d_loss, g_loss = step_fn(next(data), first_step + tf.cast(i, tf.int64), alphas[i])
+                d_loss, g_loss = step_fn(next(data), first_step + tf.cast(i, tf.int64), alphas[i], betas[i])
                 d_losses = tf.tensor_scatter_nd_update(d_losses, [[i]], [d_loss])
                 g_losses = tf.tensor_scatter_nd_update(g_losses, [[i]], [g_loss])
             return d_losses, g_losses
@@ -382,6 +403,8 @@ class Trainer:
         every = int(self.config.metrics_every_kimg * 1000)
         if self.config.metrics and every and images_seen // every > timing["images"] // every:
             self._evaluate(m, images_seen)
+        if self.on_tick is not None and self.is_chief:
+            self.on_tick(m, images_seen)
         self.log.flush()
         timing.update(images=images_seen, time=time.time())
 
@@ -465,9 +488,11 @@ class Trainer:
             # those fall after the same steps whatever k is.
             stop = min(next_tick, next_checkpoint, phase.end, end)
             count = min(k, -int((images_seen - stop) // phase.batch_size))  # ceil of the steps to `stop`
-            alphas = [phase.alpha(images_seen + i * phase.batch_size) for i in range(count)] + [0.0] * (k - count)
+            seen = [images_seen + i * phase.batch_size for i in range(count)]
+            alphas = [phase.alpha(n) for n in seen] + [0.0] * (k - count)
+            betas = [c.ema_beta(phase.batch_size, n) for n in seen] + [0.0] * (k - count)
             d_losses, g_losses = train_steps(data, tf.constant(step, tf.int64), tf.constant(alphas, tf.float32),
-                                             tf.constant(count, tf.int32))
+                                             tf.constant(betas, tf.float32), tf.constant(count, tf.int32))
             # Losses stay on the device until the tick, so the host never waits for a call to finish.
             pending.append((d_losses[:count], g_losses[:count]))
             images_seen, step, phase_step = (images_seen + count * phase.batch_size, step + count,

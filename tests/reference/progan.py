@@ -33,6 +33,8 @@ class Arch:
     fmap_decay: float = 1.0
     fmap_max: int = 512
     mbstd_group_size: int = 4  # 0: no minibatch-stddev layer
+    use_wscale: bool = True  # False: Table 1's ablation, He-initialised weights used as they are
+    use_pixelnorm: bool = True  # False: Table 1's ablation, no pixel norm after G's layers (z keeps its)
 
 
 def nf(arch, stage):
@@ -83,19 +85,20 @@ def discriminator_shapes(arch, res, fading=False):
 
 # ---- building blocks -----------------------------------------------------------------------
 
-def _scaled(kernel, gain):
+def _scaled(kernel, gain, wscale):
     """§4.1 equalised learning rate: w_hat = w * gain / sqrt(fan_in), applied at run time."""
     fan_in = int(np.prod(kernel.shape[:-1]))
-    return kernel * (gain / math.sqrt(fan_in))
+    return kernel * (gain / math.sqrt(fan_in)) if wscale else kernel
 
 
-def conv(W, name, x, gain):
-    return tf.nn.conv2d(x, _scaled(W[f"{name}/kernel"], gain), strides=1, padding="SAME") + W[f"{name}/bias"]
+def conv(W, name, x, gain, wscale=True):
+    kernel = _scaled(W[f"{name}/kernel"], gain, wscale)
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + W[f"{name}/bias"]
 
 
-def dense(W, name, x, gain, shape=()):
+def dense(W, name, x, gain, wscale=True, shape=()):
     """Fully connected; `shape` reshapes the output before the (per last axis) bias."""
-    y = tf.matmul(tf.reshape(x, [x.shape[0], -1]), _scaled(W[f"{name}/kernel"], gain))
+    y = tf.matmul(tf.reshape(x, [x.shape[0], -1]), _scaled(W[f"{name}/kernel"], gain, wscale))
     return tf.reshape(y, [x.shape[0], *shape, -1]) + W[f"{name}/bias"]
 
 
@@ -141,33 +144,36 @@ def minibatch_stddev(x, group_size):
 
 def generator(W, arch, z, res, alpha=None):
     """G at `res`; with alpha, the fade of Figure 2: lerp(upscale(toRGB_old(h_old)), toRGB(h), alpha)."""
+    ws = arch.use_wscale
+    norm = pixel_norm if arch.use_pixelnorm else (lambda x: x)
     x = pixel_norm(z)  # §4.2: the latent is normalised too
-    x = pixel_norm(lrelu(dense(W, "g_block_4_dense", x, SQRT2 / 4, shape=(4, 4))))  # [N, 4, 4, nf]
-    x = pixel_norm(lrelu(conv(W, "g_block_4_conv", x, SQRT2)))
+    x = norm(lrelu(dense(W, "g_block_4_dense", x, SQRT2 / 4, ws, shape=(4, 4))))  # [N, 4, 4, nf]
+    x = norm(lrelu(conv(W, "g_block_4_conv", x, SQRT2, ws)))
     h_old = None
     for r in resolutions(res)[1:]:
         h_old = x
-        x = pixel_norm(lrelu(conv(W, f"g_block_{r}_conv0", upscale(x), SQRT2)))
-        x = pixel_norm(lrelu(conv(W, f"g_block_{r}_conv1", x, SQRT2)))
-    image = conv(W, f"g_torgb_{res}", x, 1.0)
+        x = norm(lrelu(conv(W, f"g_block_{r}_conv0", upscale(x), SQRT2, ws)))
+        x = norm(lrelu(conv(W, f"g_block_{r}_conv1", x, SQRT2, ws)))
+    image = conv(W, f"g_torgb_{res}", x, 1.0, ws)
     if alpha is None:
         return image
-    return lerp(upscale(conv(W, f"g_torgb_{res // 2}", h_old, 1.0)), image, alpha)
+    return lerp(upscale(conv(W, f"g_torgb_{res // 2}", h_old, 1.0, ws)), image, alpha)
 
 
 def discriminator(W, arch, images, res, alpha=None):
     """D at `res`; with alpha: lerp(fromRGB_old(downscale(x)), block(fromRGB(x)), alpha). Scores [N]."""
-    x = lrelu(conv(W, f"d_fromrgb_{res}", images, SQRT2))
+    ws = arch.use_wscale
+    x = lrelu(conv(W, f"d_fromrgb_{res}", images, SQRT2, ws))
     for r in reversed(resolutions(res)[1:]):
-        x = lrelu(conv(W, f"d_block_{r}_conv0", x, SQRT2))
-        x = downscale(lrelu(conv(W, f"d_block_{r}_conv1", x, SQRT2)))
+        x = lrelu(conv(W, f"d_block_{r}_conv0", x, SQRT2, ws))
+        x = downscale(lrelu(conv(W, f"d_block_{r}_conv1", x, SQRT2, ws)))
         if r == res and alpha is not None:
-            x = lerp(lrelu(conv(W, f"d_fromrgb_{res // 2}", downscale(images), SQRT2)), x, alpha)
+            x = lerp(lrelu(conv(W, f"d_fromrgb_{res // 2}", downscale(images), SQRT2, ws)), x, alpha)
     if arch.mbstd_group_size:
         x = minibatch_stddev(x, arch.mbstd_group_size)
-    x = lrelu(conv(W, "d_block_4_conv", x, SQRT2))
-    x = lrelu(dense(W, "d_block_4_dense0", x, SQRT2))
-    return tf.reshape(dense(W, "d_block_4_dense1", x, 1.0), [-1])
+    x = lrelu(conv(W, "d_block_4_conv", x, SQRT2, ws))
+    x = lrelu(dense(W, "d_block_4_dense0", x, SQRT2, ws))
+    return tf.reshape(dense(W, "d_block_4_dense1", x, 1.0, ws), [-1])
 
 
 def fade_reals(reals, alpha):
@@ -224,6 +230,18 @@ class Hyper:
     beta2: float = 0.99
     epsilon: float = 1e-8
     g_ema_beta: float = 0.999
+    g_ema_kimg: float = 0.0  # > 0: the average's half-life in kimg instead of a fixed beta
+    g_ema_rampup: float = 0.0  # > 0: half-life at most rampup * images seen
+
+
+def ema_beta(hp, batch, images_seen):
+    """§A.1's fixed decay, or the half-life form (Karras et al. 2020): beta = 0.5 ** (batch / half-life)."""
+    if not hp.g_ema_kimg:
+        return hp.g_ema_beta
+    half_life = hp.g_ema_kimg * 1000
+    if hp.g_ema_rampup:
+        half_life = min(half_life, hp.g_ema_rampup * images_seen)
+    return 0.5 ** (batch / max(half_life, 1e-8))
 
 
 def adam(w, g, m, v, t, hp):
@@ -271,7 +289,7 @@ def _value_and_grads(fn, W):
     return value, {k: grads[k] for k in W}
 
 
-def iteration(s, arch, hp, res, reals, z_d, mixing, z_g, alpha=None):
+def iteration(s, arch, hp, res, reals, z_d, mixing, z_g, alpha=None, images_seen=0):
     """One D step then one G step (n_critic = 1, §A.1), then Gs = lerp(G, Gs, beta) (§A.1).
 
     Args:
@@ -280,6 +298,7 @@ def iteration(s, arch, hp, res, reals, z_d, mixing, z_g, alpha=None):
       z_d, z_g: [N, latent] latents of the D and the G step (two separate draws).
       mixing: [N, 1, 1, 1] penalty interpolation weights.
       alpha: fade-in alpha, None in a stable phase.
+      images_seen: images seen before this iteration (for the half-life form of the average).
 
     Returns:
       (State after, d_loss, g_loss) with the losses averaged over the batch.
@@ -296,7 +315,8 @@ def iteration(s, arch, hp, res, reals, z_d, mixing, z_g, alpha=None):
     new_d, d_m, d_v = _adam_all(s.D, grads, s.d_m, s.d_v, t, hp)
     loss_g, grads = _value_and_grads(lambda W: tf.reduce_mean(g_loss(hp.loss, D(new_d)(G(W, z_g)))), s.G)
     new_g, g_m, g_v = _adam_all(s.G, grads, s.g_m, s.g_v, t, hp)
-    gs = {k: lerp(new_g[k], s.Gs[k], hp.g_ema_beta) for k in new_g}
+    beta = ema_beta(hp, reals.shape[0], images_seen)
+    gs = {k: lerp(new_g[k], s.Gs[k], beta) for k in new_g}
     return State(new_g, new_d, gs, g_m, g_v, d_m, d_v, t), float(loss_d), float(loss_g)
 
 

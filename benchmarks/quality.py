@@ -1,0 +1,224 @@
+"""Quality on real images: the paper's Table 1 ablation at CPU scale, on held-out emoji.
+
+Trains each row (the full method and one ablation switch per row) with the same image
+budget and seed, one run at a time in a fresh process, on Debian's Noto Color Emoji
+(`progan-prepare --source=emoji:train`, datasets/emoji.md). Every --eval_kimg it scores
+Gs at the final resolution (lower stages upsampled, nearest) against the held-out split
+(`emoji:test`, never trained on): SWD per pyramid level and average, and at the end
+MS-SSIM of generated pairs. The floor is the SWD between the held-out images and as many
+training images. Evaluation time is not counted as training time.
+
+Writes benchmarks/quality/ (--out): quality.md (the table), quality.json, grids/<row>_seed<s>.png
+(the last sample grid of each run) and swd_vs_time.png.
+
+  python benchmarks/quality.py                                  # the table, under 2 hours on 2 cores
+  python benchmarks/quality.py --rows=full,nogrowing --seeds=0,1,2
+  python benchmarks/quality.py --rows=preset --preset=configs/cpu_quality.flags --out=benchmarks/quality/preset
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageDraw
+
+from progan_tf.cli import train as train_cli  # defines progan-train's flags, used by the worker
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The table's common configuration: 32x32 emoji, 120 k images (about 8 minutes per row on 2 cores).
+BASE = ["--resolution=32", "--latent_size=64", "--fmap_base=512", "--fmap_max=64",
+        "--batch_sizes=4:32,8:32,16:32,32:32", "--fade_kimg=15", "--stable_kimg=15", "--total_kimg=120",
+        "--g_ema_kimg=2", "--g_ema_rampup=0.05", "--tick_kimg=5", "--checkpoint_kimg=1000", "--grid_size=64"]
+ROWS = {"full": [], "nogrowing": ["--nogrowing"], "nombstd": ["--nombstd"], "nowscale": ["--nowscale"],
+        "nopixelnorm": ["--nopixelnorm"], "noema": ["--noema"], "lsgan": ["--loss=lsgan"]}
+DEFAULT_ROWS = ["full", "nogrowing", "nombstd", "nowscale", "nopixelnorm", "noema", "lsgan"]
+
+flags.DEFINE_list("rows", DEFAULT_ROWS, f"Rows to train: {', '.join(ROWS)}, or preset (with --preset).")
+flags.DEFINE_list("seeds", ["0"], "Seeds of every row.")
+flags.DEFINE_list("seeds_headline", ["0", "1", "2"], "Seeds of the rows full and nogrowing.")
+flags.DEFINE_string("preset", "", "A flagfile to train as the row 'preset' instead of the table's configuration.")
+flags.DEFINE_string("out", os.path.join(REPO, "benchmarks", "quality"), "Output directory.")
+flags.DEFINE_string("data", os.path.join(REPO, "datasets", "emoji"), "Prepared train split (made if missing).")
+flags.DEFINE_string("heldout", os.path.join(REPO, "datasets", "emoji_test"), "Prepared test split (made if missing).")
+flags.DEFINE_float("eval_kimg", 10, "Thousands of images between evaluations.")
+flags.DEFINE_string("worker", "", "Internal: train one run (row:seed) and write its JSON.")
+FLAGS = flags.FLAGS
+
+
+def prepare(spec, out_dir, resolution):
+    if not os.path.isdir(out_dir):
+        subprocess.run([sys.executable, "-m", "progan_tf.cli.prepare", f"--source={spec}", f"--out_dir={out_dir}",
+                        f"--max_resolution={resolution}", "--progress=false"], check=True)
+
+
+def heldout_images(resolution):
+    from progan_tf.data.pipeline import TFRecordSource
+    return TFRecordSource(FLAGS.heldout).level(resolution)
+
+
+def score(images, reals, seed=0):
+    from progan_tf.metrics import swd
+    return swd.sliced_wasserstein_distance(reals, images, seed=seed)
+
+
+class Evaluator:
+    """on_tick hook: SWD of Gs at the final resolution every eval_kimg; its own time is not training time."""
+
+    def __init__(self, network, reals, every_kimg, start):
+        self.network, self.reals, self.every = network, reals, int(every_kimg * 1000)
+        self.latents = np.random.default_rng(123).standard_normal((len(reals), network.latent_size)).astype(np.float32)
+        self.start, self.excluded, self.points, self.next = start, 0.0, [], 0
+
+    def generate(self, gs):
+        from progan_tf.training.snapshots import to_uint8
+        images = np.concatenate([gs(self.latents[i:i + 64], training=False).numpy()
+                                 for i in range(0, len(self.latents), 64)])
+        factor = self.network.resolution // images.shape[1]
+        return to_uint8(np.repeat(np.repeat(images, factor, axis=1), factor, axis=2))
+
+    def __call__(self, models, images_seen):
+        if images_seen < self.next:
+            return
+        began = time.time()
+        result = score(self.generate(models.Gs), self.reals)
+        self.points.append({"kimg": images_seen / 1000, "train_seconds": began - self.start - self.excluded,
+                            "resolution": models.phase.resolution, **result})
+        self.next = images_seen + self.every
+        self.excluded += time.time() - began
+
+
+def run_worker(spec):
+    """Train one row:seed with the progan-train flags on the command line; write its JSON."""
+    from progan_tf.data.pipeline import open_source
+    from progan_tf.metrics import ms_ssim
+    from progan_tf.training import trainer as trainer_lib
+    row, seed = spec.split(":")
+    network, schedule, train = train_cli.options_from_flags(FLAGS)
+    reals = heldout_images(network.resolution)
+    evaluator = Evaluator(network, reals, FLAGS.eval_kimg, time.time())
+    run = trainer_lib.Trainer(network, schedule, train, open_source(FLAGS.data_dir, network.num_channels),
+                              print_fn=lambda line: print(f"[{spec}] {line}", flush=True), on_tick=evaluator)
+    run.train()
+    fakes = evaluator.generate(run.models.Gs)
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(len(fakes), size=(2, 2000))
+    result = {"row": row, "seed": int(seed), "points": evaluator.points, "final": evaluator.points[-1],
+              "train_seconds": evaluator.points[-1]["train_seconds"],
+              "MSSSIM": float(np.mean(ms_ssim.ms_ssim_pairs(fakes[pairs[0]], fakes[pairs[1]]))),
+              "MSSSIM_reals": float(np.mean(ms_ssim.ms_ssim_pairs(reals[pairs[0] % len(reals)],
+                                                                  reals[pairs[1] % len(reals)])))}
+    with open(os.path.join(train.run_dir, "quality.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+
+
+def train_row(row, seed):
+    """One run in a fresh process; returns its result dict (reused if the run finished before)."""
+    run_dir = os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}")
+    path = os.path.join(run_dir, "quality.json")
+    if not os.path.exists(path):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        options = ([f"--flagfile={FLAGS.preset}"] if row == "preset" else BASE + ROWS[row])
+        command = [sys.executable, os.path.abspath(__file__), f"--worker={row}:{seed}", *options, f"--seed={seed}",
+                   f"--run_dir={run_dir}", f"--data_dir={FLAGS.data}", f"--heldout={FLAGS.heldout}",
+                   f"--eval_kimg={FLAGS.eval_kimg}"]
+        with open(os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}.log"), "w") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    with open(path, encoding="utf-8") as f:
+        result = json.load(f)
+    grids = sorted(n for n in os.listdir(os.path.join(run_dir, "samples")) if n.startswith("fakes"))
+    os.makedirs(os.path.join(FLAGS.out, "grids"), exist_ok=True)
+    shutil.copy(os.path.join(run_dir, "samples", grids[-1]), os.path.join(FLAGS.out, "grids", f"{row}_seed{seed}.png"))
+    return result
+
+
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127)]
+
+
+def plot(results, floor, path, size=(900, 520), margin=60):
+    """SWD (average, x1e3) against training minutes, one colour per row, one line per seed."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    points = [(p["train_seconds"] / 60, p["SWDx1e3_avg"]) for r in results for p in r["points"]]
+    x_max, y_max = max(x for x, _ in points) * 1.05, max(y for _, y in points) * 1.05
+    w, h = size[0] - 2 * margin, size[1] - 2 * margin
+    to_px = lambda x, y: (margin + x / x_max * w, size[1] - margin - y / y_max * h)
+    draw.rectangle([margin, margin, margin + w, margin + h], outline="black")
+    for i in range(6):
+        x, y = x_max * i / 5, y_max * i / 5
+        draw.text((to_px(x, 0)[0] - 10, size[1] - margin + 8), f"{x:.0f}", fill="black")
+        draw.text((8, to_px(0, y)[1] - 6), f"{y:.0f}", fill="black")
+    draw.line([to_px(0, floor), to_px(x_max, floor)], fill=(0, 0, 0), width=1)
+    draw.text((to_px(0, floor)[0] + 4, to_px(0, floor)[1] - 14), "real vs real", fill="black")
+    rows = list(dict.fromkeys(r["row"] for r in results))
+    for r in results:
+        colour = COLOURS[rows.index(r["row"]) % len(COLOURS)]
+        line = [to_px(p["train_seconds"] / 60, p["SWDx1e3_avg"]) for p in r["points"]]
+        draw.line(line, fill=colour, width=2)
+    for i, row in enumerate(rows):
+        draw.text((size[0] - margin - 120, margin + 10 + 16 * i), row, fill=COLOURS[i % len(COLOURS)])
+    draw.text((size[0] // 2 - 80, size[1] - 24), "training minutes (2 cores)", fill="black")
+    draw.text((8, 8), "SWD x1e3 (average of levels), held-out emoji", fill="black")
+    image.save(path)
+
+
+def table(results, floor):
+    by_row = {}
+    for r in results:
+        by_row.setdefault(r["row"], []).append(r)
+    levels = [k for k in results[0]["final"] if k.startswith("SWDx1e3_") and k != "SWDx1e3_avg"]
+    lines = ["| row | seeds | " + " | ".join(levels) + " | SWDx1e3_avg | MS-SSIM | train min |",
+             "|---|---|" + "---|" * (len(levels) + 3)]
+    for row, runs in by_row.items():
+        cell = lambda key: _mean_std([run["final"][key] for run in runs])
+        lines.append(f"| {row} | {len(runs)} | " + " | ".join(cell(k) for k in levels) + f" | {cell('SWDx1e3_avg')} | "
+                     f"{np.mean([run['MSSSIM'] for run in runs]):.3f} | "
+                     f"{np.mean([run['train_seconds'] for run in runs]) / 60:.1f} |")
+    lines.append(f"| real vs real (floor) | - | " + " | ".join(f"{floor[k]:.2f}" for k in levels) +
+                 f" | {floor['SWDx1e3_avg']:.2f} | {results[0]['MSSSIM_reals']:.3f} | - |")
+    return "\n".join(lines)
+
+
+def _mean_std(values):
+    return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker:
+        return run_worker(FLAGS.worker)
+    unknown = [r for r in FLAGS.rows if r not in ROWS and r != "preset"]
+    if unknown or ("preset" in FLAGS.rows and not FLAGS.preset):
+        sys.exit(f"quality.py: error: rows {unknown or ['preset']} need to be among {list(ROWS)} (preset needs "
+                 f"--preset=FLAGFILE)")
+    os.makedirs(os.path.join(FLAGS.out, "runs"), exist_ok=True)
+    prepare("emoji:train", FLAGS.data, 32)
+    prepare("emoji:test", FLAGS.heldout, 32)
+    results = []
+    for row in FLAGS.rows:
+        for seed in (FLAGS.seeds_headline if row in ("full", "nogrowing") else FLAGS.seeds):
+            began = time.time()
+            results.append(train_row(row, int(seed)))
+            print(f"{row} seed {seed}: SWD x1e3 {results[-1]['final']['SWDx1e3_avg']:.2f} "
+                  f"({(time.time() - began) / 60:.1f} min with evaluation)", flush=True)
+    from progan_tf.data.pipeline import TFRecordSource
+    reals = heldout_images(32)
+    train_images = TFRecordSource(FLAGS.data).level(32)
+    floor = score(train_images[np.random.default_rng(0).choice(len(train_images), len(reals), replace=False)], reals)
+    markdown = table(results, floor)
+    with open(os.path.join(FLAGS.out, "quality.md"), "w", encoding="utf-8") as f:
+        f.write(f"# Quality on held-out emoji ({len(reals)} test images, 32x32)\n\n"
+                f"`python benchmarks/quality.py --rows={','.join(FLAGS.rows)}`\n\n{markdown}\n\n"
+                "![SWD against training time](swd_vs_time.png)\n")
+    with open(os.path.join(FLAGS.out, "quality.json"), "w", encoding="utf-8") as f:
+        json.dump({"floor": floor, "runs": results}, f, indent=2)
+    plot(results, floor["SWDx1e3_avg"], os.path.join(FLAGS.out, "swd_vs_time.png"))
+    print(markdown)
+
+
+if __name__ == "__main__":
+    app.run(main)
