@@ -36,10 +36,10 @@ SCHEDULE = REF + ["tests/test_schedule.py", "tests/test_training.py"]
 
 MUTANTS = [
     # --- layers.py
-    Mutant("wscale_fan_out", "progan_tf/layers.py", "math.sqrt(self.kernel_size * self.kernel_size * in_channels)",
-           "math.sqrt(self.kernel_size * self.kernel_size * self.filters)", LAYERS),
-    Mutant("wscale_dense_missing", "progan_tf/layers.py", "self.scale = self.gain / math.sqrt(fan_in)",
-           "self.scale = self.gain", LAYERS),
+    Mutant("wscale_fan_out", "progan_tf/layers.py", "self.kernel_size * self.kernel_size * in_channels,",
+           "self.kernel_size * self.kernel_size * self.filters,", LAYERS),
+    Mutant("wscale_dense_missing", "progan_tf/layers.py", "_wscale(self.gain, fan_in, self.use_wscale)",
+           "_wscale(self.gain, 1, self.use_wscale)", LAYERS),
     Mutant("pixelnorm_wrong_axis", "progan_tf/layers.py",
            "tf.reduce_mean(tf.square(x32), axis=-1, keepdims=True)", "tf.reduce_mean(tf.square(x32), axis=1, keepdims=True)",
            LAYERS),
@@ -59,6 +59,9 @@ MUTANTS = [
            "features=tf.stop_gradient(y), alpha=1.0)", LAYERS),
     Mutant("fused_upsample_tap", "progan_tf/layers.py", "[[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]]",
            "[[0, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]]", LAYERS),
+    Mutant("nowscale_keeps_unit_init", "progan_tf/layers.py",
+           "return (he_std, 1.0) if use_wscale else (1.0, he_std)", "return (he_std, 1.0) if use_wscale else (1.0, 1.0)",
+           LAYERS),
     Mutant("fade_reals_one_minus_alpha", "progan_tf/layers.py", "return low * (1.0 - alpha) + reals * alpha",
            "return low * alpha + reals * (1.0 - alpha)", LAYERS),
     # --- networks.py
@@ -119,8 +122,12 @@ MUTANTS = [
            "mixing = draw(1, [1, 1, 1], tf.random.stateless_uniform)[:1]", TRAINER),
     Mutant("draws_not_sliced_per_replica", "progan_tf/training/trainer.py",
            "first = ctx.replica_id_in_sync_group * batch", "first = 0", TRAINER),
-    Mutant("ema_beta_ignored", "progan_tf/training/trainer.py", "beta = self.config.g_ema_beta", "beta = 0.999",
-           TRAINER),
+    Mutant("ema_beta_ignored", "progan_tf/training/trainer.py", "            return self.g_ema_beta",
+           "            return 0.999", TRAINER),
+    Mutant("ema_half_life_in_steps", "progan_tf/training/trainer.py", "return 0.5 ** (batch_size / max(half_life, 1e-8))",
+           "return 0.5 ** (1 / max(half_life, 1e-8))", TRAINER),
+    Mutant("ema_rampup_ignored", "progan_tf/training/trainer.py",
+           "half_life = min(half_life, images_seen * self.g_ema_rampup)", "pass", TRAINER),
     Mutant("gs_alpha_not_set", "progan_tf/training/trainer.py", "for model in (m.G, m.D, m.Gs) for layer",
            "for model in (m.G, m.D) for layer", TRAINER),
     Mutant("d_loss_batch_per_replica", "progan_tf/training/trainer.py",
@@ -144,6 +151,10 @@ MUTANTS = [
            "path = export.export_generator(\n            m.G,", TRAINER),
     Mutant("cli_beta1_from_beta2", "progan_tf/cli/train.py", "adam_beta1=f.adam_beta1", "adam_beta1=f.adam_beta2",
            REF),
+    Mutant("cli_noema_ignored", "progan_tf/cli/train.py", "g_ema_beta=0.0 if f.noema else f.g_ema_beta",
+           "g_ema_beta=f.g_ema_beta", REF),
+    Mutant("nogrowing_budget_of_one_phase", "progan_tf/schedule.py", "total_kimg=self.total_images / 1000)",
+           "total_kimg=None)", SCHEDULE),
 ]
 
 

@@ -68,10 +68,12 @@ def score(images, reals, seed=0):
 class Evaluator:
     """on_tick hook: SWD of Gs at the final resolution every eval_kimg; its own time is not training time."""
 
-    def __init__(self, network, reals, every_kimg, start):
+    def __init__(self, network, reals, every_kimg):
         self.network, self.reals, self.every = network, reals, int(every_kimg * 1000)
         self.latents = np.random.default_rng(123).standard_normal((len(reals), network.latent_size)).astype(np.float32)
-        self.start, self.excluded, self.points, self.next = start, 0.0, [], 0
+        self.points, self.next = [], 0
+        # Wall time, and CPU time of the process (robust to other load on the machine), both without evaluations.
+        self.start, self.start_cpu, self.excluded, self.excluded_cpu = time.time(), time.process_time(), 0.0, 0.0
 
     def generate(self, gs):
         from progan_tf.training.snapshots import to_uint8
@@ -83,12 +85,14 @@ class Evaluator:
     def __call__(self, models, images_seen):
         if images_seen < self.next:
             return
-        began = time.time()
+        began, began_cpu = time.time(), time.process_time()
         result = score(self.generate(models.Gs), self.reals)
         self.points.append({"kimg": images_seen / 1000, "train_seconds": began - self.start - self.excluded,
+                            "cpu_seconds": began_cpu - self.start_cpu - self.excluded_cpu,
                             "resolution": models.phase.resolution, **result})
         self.next = images_seen + self.every
         self.excluded += time.time() - began
+        self.excluded_cpu += time.process_time() - began_cpu
 
 
 def run_worker(spec):
@@ -99,7 +103,7 @@ def run_worker(spec):
     row, seed = spec.split(":")
     network, schedule, train = train_cli.options_from_flags(FLAGS)
     reals = heldout_images(network.resolution)
-    evaluator = Evaluator(network, reals, FLAGS.eval_kimg, time.time())
+    evaluator = Evaluator(network, reals, FLAGS.eval_kimg)
     run = trainer_lib.Trainer(network, schedule, train, open_source(FLAGS.data_dir, network.num_channels),
                               print_fn=lambda line: print(f"[{spec}] {line}", flush=True), on_tick=evaluator)
     run.train()
@@ -108,6 +112,7 @@ def run_worker(spec):
     pairs = rng.integers(len(fakes), size=(2, 2000))
     result = {"row": row, "seed": int(seed), "points": evaluator.points, "final": evaluator.points[-1],
               "train_seconds": evaluator.points[-1]["train_seconds"],
+              "cpu_seconds": evaluator.points[-1]["cpu_seconds"],
               "MSSSIM": float(np.mean(ms_ssim.ms_ssim_pairs(fakes[pairs[0]], fakes[pairs[1]]))),
               "MSSSIM_reals": float(np.mean(ms_ssim.ms_ssim_pairs(reals[pairs[0] % len(reals)],
                                                                   reals[pairs[1] % len(reals)])))}
@@ -171,15 +176,16 @@ def table(results, floor):
     for r in results:
         by_row.setdefault(r["row"], []).append(r)
     levels = [k for k in results[0]["final"] if k.startswith("SWDx1e3_") and k != "SWDx1e3_avg"]
-    lines = ["| row | seeds | " + " | ".join(levels) + " | SWDx1e3_avg | MS-SSIM | train min |",
-             "|---|---|" + "---|" * (len(levels) + 3)]
+    lines = ["| row | seeds | " + " | ".join(levels) + " | SWDx1e3_avg | MS-SSIM | train min | CPU min |",
+             "|---|---|" + "---|" * (len(levels) + 4)]
     for row, runs in by_row.items():
         cell = lambda key: _mean_std([run["final"][key] for run in runs])
         lines.append(f"| {row} | {len(runs)} | " + " | ".join(cell(k) for k in levels) + f" | {cell('SWDx1e3_avg')} | "
                      f"{np.mean([run['MSSSIM'] for run in runs]):.3f} | "
-                     f"{np.mean([run['train_seconds'] for run in runs]) / 60:.1f} |")
+                     f"{np.mean([run['train_seconds'] for run in runs]) / 60:.1f} | "
+                     f"{np.mean([run['cpu_seconds'] for run in runs]) / 60:.1f} |")
     lines.append(f"| real vs real (floor) | - | " + " | ".join(f"{floor[k]:.2f}" for k in levels) +
-                 f" | {floor['SWDx1e3_avg']:.2f} | {results[0]['MSSSIM_reals']:.3f} | - |")
+                 f" | {floor['SWDx1e3_avg']:.2f} | {results[0]['MSSSIM_reals']:.3f} | - | - |")
     return "\n".join(lines)
 
 
