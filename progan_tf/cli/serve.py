@@ -11,23 +11,23 @@ For development and small deployments; production serving is tensorflow/serving
 import os
 import re
 
-from absl import flags, logging
+from absl import logging
 
-from progan_tf import serving
-from progan_tf.cli.common import UsageError, fail, run_app
+from progan_tf.cli.common import RunError, UsageError, define, run_app
+from progan_tf.errors import ConfigError
+from progan_tf.serving.server import ModelRepository, make_server
 
 PROGRAM = "progan-serve"
+_GROUP = "Serve"
 
-flags.DEFINE_string("model_base_path", None, "Directory of integer version directories (required).")
-flags.DEFINE_string("model_name", "", "Model name in the URL; default the basename of --model_base_path.")
-flags.DEFINE_string("host", "127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network.")
-flags.DEFINE_integer("port", 8501, "REST port (TF Serving's default); 0 picks a free port.")
-flags.DEFINE_integer("max_batch_size", 64, "Largest batch accepted per :predict request.")
-flags.DEFINE_integer("max_request_bytes", 8 << 20, "Largest request body accepted, in bytes.")
-flags.DEFINE_float("file_system_poll_wait_seconds", 1.0,
-                   "Interval between scans for new versions (TF Serving's flag name); 0 disables the scan.")
-
-FLAGS = flags.FLAGS
+define(_GROUP, "string", "model_base_path", None, "Directory of integer version directories (required).")
+define(_GROUP, "string", "model_name", "", "Model name in the URL; default the basename of --model_base_path.")
+define(_GROUP, "string", "host", "127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network.")
+define(_GROUP, "integer", "port", 8501, "REST port (TF Serving's default); 0 picks a free port.")
+define(_GROUP, "integer", "max_batch_size", 64, "Largest batch accepted per :predict request.")
+define(_GROUP, "integer", "max_request_bytes", 8 << 20, "Largest request body accepted, in bytes.")
+define(_GROUP, "float", "file_system_poll_wait_seconds", 1.0,
+       "Interval between scans for new versions (TF Serving's flag name); 0 disables the scan.")
 
 
 def options_from_flags(f):
@@ -57,17 +57,15 @@ def options_from_flags(f):
     return name, f.model_base_path
 
 
-def main(argv):
-    if len(argv) > 1:
-        fail(PROGRAM, f"unexpected arguments {argv[1:]}; every option is a --flag")
-    try:
-        name, base_path = options_from_flags(FLAGS)
-    except UsageError as e:
-        fail(PROGRAM, str(e))
+def main(f):
+    name, base_path = options_from_flags(f)
     logging.set_verbosity(logging.INFO)
-    repository = serving.ModelRepository(name, base_path)
-    server = serving.make_server(repository, FLAGS.host, FLAGS.port, FLAGS.max_batch_size,
-                                 FLAGS.max_request_bytes, FLAGS.file_system_poll_wait_seconds)
+    repository = ModelRepository(name, base_path)
+    try:
+        server = make_server(repository, f.host, f.port, f.max_batch_size, f.max_request_bytes,
+                             f.file_system_poll_wait_seconds)
+    except ConfigError as e:  # flags that parse but this machine refuses (a busy port, a foreign host): exit 1
+        raise RunError(e.message(lambda field: f"--{field}")) from None
     host, port = server.server_address[:2]
     served = repository.version
     print(f"serving model {name!r} from {base_path} "
@@ -81,9 +79,8 @@ def main(argv):
         server.server_close()
 
 
-
 def run():
-    run_app(PROGRAM, main)
+    run_app(PROGRAM, __doc__, main)
 
 
 if __name__ == "__main__":

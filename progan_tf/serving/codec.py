@@ -1,28 +1,20 @@
-"""The TF Serving REST API for exported generators: request/response codec and a small server.
+"""The TF Serving REST contract: routes, :predict requests, and the response documents.
 
-The codec (`parse_route`, `parse_predict_request`, `predict_response`,
-`status_document`, `metadata_document`, `read_signatures`) is pure: JSON documents
-and numpy arrays in and out, shaped exactly as TensorFlow Serving documents them
-(https://www.tensorflow.org/tfx/serving/api_rest), so clients written against TF
-Serving work unchanged. `ModelRepository` and `make_server` put it behind
-`http.server` for `progan-serve`; production serving is tensorflow/serving itself.
+Pure: JSON documents and numpy arrays in and out, no sockets and no threads, shaped
+exactly as TensorFlow Serving documents them (https://www.tensorflow.org/tfx/serving/api_rest),
+so clients written against TF Serving work unchanged. `progan_tf.serving.server` puts
+it behind HTTP.
 """
 import base64
 import collections
 import http
-import http.server
 import json
-import logging
 import os
 import re
-import threading
 
 import numpy as np
-import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
-
-from progan_tf.export import versions
 
 # TF Serving's version policy by default serves only the newest version ("latest 1").
 AVAILABLE, END = "AVAILABLE", "END"
@@ -31,6 +23,13 @@ _ROUTE = re.compile(r"/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]
                     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?")
 # proto DataType name -> numpy dtype: the numeric inputs this server decodes from JSON.
 _NUMPY_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32, "DT_INT64": np.int64}
+# Deepest nesting of arrays/objects a request may have: a batch of latents needs 3 levels with
+# its object, and Python's JSON decoder recurses once per level (RecursionError near 1000).
+MAX_JSON_DEPTH = 64
+# A JSON string, or an unterminated one up to the end of the text. Possessive, and matching at
+# every quote it starts from, so one pass over the body is linear whatever the body holds.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_OPENERS, _BRACKETS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"[]{}", np.uint8)
 
 TensorInfo = collections.namedtuple("TensorInfo", "name dtype shape")
 TensorInfo.__doc__ = """One signature input or output: graph tensor name, DT_* dtype, shape (None = any)."""
@@ -41,11 +40,12 @@ Route.__doc__ = """A parsed URL: model name, version (int or None = newest), kin
 
 
 class ServingError(Exception):
-    """A request the server answers with `{"error": message}` and an HTTP 4xx status.
+    """A request the server answers with `{"error": message}` and an HTTP error status.
 
     Args:
-      message: the error text.
-      status: HTTP status code (400 bad request, 404 unknown model/version, 413 too large).
+      message: the error text, one line naming the problem and the fix.
+      status: HTTP status code (400 bad request, 404 unknown model/version, 405 wrong method,
+        411 no length, 413 too large; 500 when the model's answer cannot be sent as JSON).
     """
 
     def __init__(self, message, status=http.HTTPStatus.BAD_REQUEST):
@@ -59,11 +59,41 @@ def error_document(message):
     return {"error": message}
 
 
+def encode_json(document):
+    """The bytes of a response document.
+
+    NaN and Infinity are not JSON: strict parsers (and many TF Serving clients) reject a
+    body holding them, so they never leave the server.
+
+    Raises:
+      ValueError: the document holds a NaN or an infinity.
+    """
+    return json.dumps(document, allow_nan=False).encode("utf-8")
+
+
+def json_depth(body):
+    """The deepest nesting of arrays and objects in a JSON text, found without decoding it.
+
+    Brackets inside strings do not count; an unterminated string hides the rest of the
+    text, as it does from the decoder (which fails there).
+
+    Args:
+      body: the JSON text as bytes.
+
+    Returns:
+      0 for a scalar, 1 for a flat array or object, and so on.
+    """
+    structure = np.frombuffer(_JSON_STRING.sub(b"", body), np.uint8)
+    brackets = structure[np.isin(structure, _BRACKETS)]
+    depth = np.cumsum(np.where(np.isin(brackets, _OPENERS), 1, -1))
+    return int(depth.max(initial=0))
+
+
 def parse_route(method, path):
     """Map an HTTP method and path to a Route.
 
     Args:
-      method: "GET" or "POST".
+      method: the HTTP method; status and metadata answer GET, :predict answers POST.
       path: URL path, e.g. "/v1/models/faces/versions/3:predict" (a query string is ignored).
 
     Returns:
@@ -123,7 +153,10 @@ def _to_array(key, value, info):
         array = np.array(value)
     except ValueError:
         raise ServingError(f"input '{key}': ragged nested lists; every row must have the same shape") from None
-    if array.dtype.kind not in "iuf":  # bool is kind "b": JSON true/false are not numbers here
+    # JSON true/false are not numbers here: alone they make kind "b", beside numbers numpy casts them.
+    if array.dtype.kind == "b" or any(type(v) is bool for v in np.array(value, dtype=object).reshape(-1)):
+        raise ServingError(f"input '{key}' must be a (nested list of) number(s) for {info.dtype}, got boolean values")
+    if array.dtype.kind not in "iuf":
         raise ServingError(f"input '{key}' must be a (nested list of) number(s) for {info.dtype}, "
                            f"got {_json_type(array)} values")
     if np.issubdtype(dtype, np.integer) and array.dtype.kind == "f":
@@ -131,23 +164,29 @@ def _to_array(key, value, info):
     if np.issubdtype(dtype, np.integer) and array.size and (
             array.min() < np.iinfo(dtype).min or array.max() > np.iinfo(dtype).max):
         raise ServingError(f"input '{key}': a value is out of range for {info.dtype}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+        array = array.astype(dtype)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ServingError(f"input '{key}' holds NaN, Infinity or a number beyond the range of {info.dtype}; "
+                           f"send finite numbers")
     if info.shape is not None and (array.ndim != len(info.shape) or any(
             want is not None and got != want for got, want in zip(array.shape, info.shape))):
         expected = "[" + ", ".join("-1" if d is None else str(d) for d in info.shape) + "]"
         raise ServingError(f"input '{key}' has shape {list(array.shape)}; the signature expects {expected} "
                            f"(-1 = any size)")
-    return array.astype(dtype)
+    return array
 
 
 def _json_type(array):
-    return {"b": "boolean", "U": "string", "S": "string"}.get(array.dtype.kind, "mixed or out-of-range")
+    return {"U": "string", "S": "string"}.get(array.dtype.kind, "mixed or out-of-range")
 
 
 def parse_predict_request(body, signatures, max_batch_size):
     """Decode a :predict request body against a model's signatures.
 
     Args:
-      body: request body bytes (JSON; NaN and Infinity accepted, as TF Serving does).
+      body: request body bytes (JSON, nested at most MAX_JSON_DEPTH deep; NaN and
+        Infinity are refused).
       signatures: dict name -> Signature of the model version.
       max_batch_size: largest batch (0-th dimension) accepted.
 
@@ -155,12 +194,16 @@ def parse_predict_request(body, signatures, max_batch_size):
       (signature name, dict input key -> numpy array, row_format bool).
 
     Raises:
-      ServingError: malformed JSON, unknown signature or input, wrong dtype or shape,
-        empty or too large a batch.
+      ServingError: malformed or too deeply nested JSON, unknown signature or input, wrong
+        dtype or shape, a NaN or infinite value, empty or too large a batch.
     """
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise ServingError(f"JSON Parse error: the body nests arrays and objects {depth} deep, more than the "
+                           f"{MAX_JSON_DEPTH} this server reads; send each input as a (nested) list of numbers")
     try:
         request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: the decoder's own guard, behind the check above
         raise ServingError(f"JSON Parse error: {e}") from None
     if not isinstance(request, dict):
         raise ServingError("the request body must be a JSON object with 'instances' or 'inputs'")
@@ -238,7 +281,15 @@ def predict_response(outputs, row_format):
 
     Returns:
       {"predictions": ...} or {"outputs": ...}; a single output is not keyed by name.
+
+    Raises:
+      ServingError: 500, an output holds NaN or Infinity (JSON has no token for them).
     """
+    for key, value in outputs.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ServingError(f"the model computed NaN or Infinity in output '{key}', which JSON cannot carry; "
+                               f"check the exported weights", http.HTTPStatus.INTERNAL_SERVER_ERROR)
     columns = {key: _jsonable(key, np.asarray(value)) for key, value in outputs.items()}
     if not row_format:
         return {"outputs": next(iter(columns.values())) if len(columns) == 1 else columns}
@@ -281,197 +332,3 @@ def metadata_document(model, version, signatures):
     }
 
 
-class ServedVersion:
-    """One loaded SavedModel version: its signatures (descriptions and callables)."""
-
-    def __init__(self, version, export_dir):
-        self.version = version
-        self.signatures = read_signatures(export_dir)
-        self._functions = tf.saved_model.load(export_dir).signatures
-
-    def predict(self, signature_name, inputs):
-        """Run a signature on numpy inputs; returns dict output key -> numpy array.
-
-        Raises:
-          ServingError: TensorFlow rejected the inputs (an invalid argument).
-        """
-        try:
-            outputs = self._functions[signature_name](**inputs)
-        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
-            raise ServingError(f"{type(e).__name__}: {e}") from None
-        return {key: value.numpy() for key, value in outputs.items()}
-
-
-class ModelRepository:
-    """The newest version of one model under a base path, reloaded as versions come and go.
-
-    Like TF Serving's default "latest" policy, only the highest integer version with a
-    saved_model.pb is served; versions seen before and since replaced report state END.
-
-    Args:
-      model_name: name in the URL.
-      base_path: directory of integer version directories.
-    """
-
-    def __init__(self, model_name, base_path):
-        self.model_name = model_name
-        self.base_path = base_path
-        self._lock = threading.Lock()
-        self._served = None
-        self._states = {}  # version -> (state, error message)
-
-    @property
-    def version(self):
-        """The version being served, or None."""
-        with self._lock:
-            return self._served.version if self._served else None
-
-    def poll(self):
-        """Load the newest complete version if it is not the one served. Returns the served version."""
-        candidates = [v for v in versions(self.base_path)
-                      if os.path.isfile(os.path.join(self.base_path, str(v), "saved_model.pb"))
-                      and self._states.get(v, (None, ""))[1] == ""]
-        newest = candidates[-1] if candidates else None
-        served = self._served.version if self._served else None
-        if newest is None or newest == served:
-            return served
-        try:
-            loaded = ServedVersion(newest, os.path.join(self.base_path, str(newest)))
-        except Exception as e:  # noqa: BLE001 - a broken export must not stop the server
-            logging.error("cannot load %s version %d: %s", self.model_name, newest, e)
-            with self._lock:
-                self._states[newest] = (END, f"failed to load: {e}")
-            return served
-        with self._lock:
-            if served is not None:
-                self._states[served] = (END, "")
-            self._states[newest] = (AVAILABLE, "")
-            self._served = loaded
-        logging.info("serving %s version %d", self.model_name, newest)
-        return newest
-
-    def get(self, model, version):
-        """The served version for a request; ServingError 404 if there is none that matches."""
-        if model != self.model_name:
-            raise ServingError(f"Servable not found for request: "
-                               f"{f'Specific({model}, {version})' if version is not None else f'Latest({model})'}",
-                               http.HTTPStatus.NOT_FOUND)
-        with self._lock:
-            served = self._served
-        if served is None or version not in (None, served.version):
-            request = f"Specific({model}, {version})" if version is not None else f"Latest({model})"
-            raise ServingError(f"Servable not found for request: {request}", http.HTTPStatus.NOT_FOUND)
-        return served
-
-    def status(self, model, version):
-        """The status document for all versions, or for one."""
-        with self._lock:
-            states = dict(self._states)
-        if model != self.model_name or not states:
-            raise ServingError(f"Could not find any versions of model {model}", http.HTTPStatus.NOT_FOUND)
-        if version is not None:
-            if version not in states:
-                raise ServingError(f"Could not find version {version} of model {model}", http.HTTPStatus.NOT_FOUND)
-            states = {version: states[version]}
-        return status_document(states)
-
-
-def handle(repository, method, path, body, max_batch_size):
-    """Answer one request.
-
-    Returns:
-      (HTTP status, JSON-able document).
-    """
-    try:
-        route = parse_route(method, path)
-        if route.kind == "status":
-            return 200, repository.status(route.model, route.version)
-        served = repository.get(route.model, route.version)
-        if route.kind == "metadata":
-            return 200, metadata_document(route.model, served.version, served.signatures)
-        name, inputs, row_format = parse_predict_request(body, served.signatures, max_batch_size)
-        return 200, predict_response(served.predict(name, inputs), row_format)
-    except ServingError as e:
-        return e.status, error_document(e.message)
-    except Exception as e:  # noqa: BLE001 - answer in the API's format and keep serving
-        logging.exception("internal error on %s %s", method, path)
-        return 500, error_document(f"internal error: {type(e).__name__}: {e}")
-
-
-class ModelServer(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer plus a thread that polls the repository for new versions.
-
-    Args:
-      address: (host, port).
-      handler: request handler class.
-      repository: ModelRepository to poll.
-      poll_seconds: interval of the version-directory scan (<= 0 disables it).
-    """
-
-    daemon_threads = True
-
-    def __init__(self, address, handler, repository, poll_seconds):
-        super().__init__(address, handler)
-        self._stop = threading.Event()
-        if poll_seconds > 0:
-            threading.Thread(target=self._poll, args=(repository, poll_seconds), name="version-poller",
-                             daemon=True).start()
-
-    def _poll(self, repository, poll_seconds):
-        while not self._stop.wait(poll_seconds):
-            repository.poll()
-
-    def shutdown(self):
-        """Stop serving and polling."""
-        self._stop.set()
-        super().shutdown()
-
-
-def make_server(repository, host="127.0.0.1", port=8501, max_batch_size=64, max_request_bytes=8 << 20,
-                poll_seconds=1.0):
-    """A threaded HTTP server answering the TF Serving REST API for `repository`.
-
-    Args:
-      repository: ModelRepository (polled once here, then every `poll_seconds`).
-      host: interface to bind; 127.0.0.1 keeps the server private to this machine.
-      port: TCP port (0 picks a free one; see `server.server_address`).
-      max_batch_size: largest batch per request.
-      max_request_bytes: largest request body; larger ones get 413 without being read.
-      poll_seconds: interval of the version-directory scan (<= 0 disables it).
-
-    Returns:
-      A ModelServer; call `serve_forever()`, and `shutdown()` to stop it.
-    """
-    repository.poll()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: one connection for many requests
-        timeout = 60  # a client that stops sending must not hold a thread forever
-
-        def _send(self, status, document):
-            data = json.dumps(document).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send(*handle(repository, "GET", self.path, b"", max_batch_size))
-
-        def do_POST(self):
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                self.close_connection = True
-                return self._send(411, error_document("a Content-Length header is required"))
-            if int(length) > max_request_bytes:
-                # The body stays unread, so the connection cannot be reused.
-                self.close_connection = True
-                return self._send(413, error_document(
-                    f"request body of {length} bytes exceeds the limit of {max_request_bytes}"))
-            self._send(*handle(repository, "POST", self.path, self.rfile.read(int(length)), max_batch_size))
-
-        def log_message(self, fmt, *args):
-            logging.info("%s %s", self.address_string(), fmt % args)
-
-    return ModelServer((host, port), Handler, repository, poll_seconds)
