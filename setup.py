@@ -36,6 +36,7 @@ setup(
             "progan-generate=progan_tf.cli.generate:run",
             "progan-serve=progan_tf.cli.serve:run",
             "progan-eval=progan_tf.cli.evaluate:run",
+            "progan-bench=progan_tf.cli.bench:run",
         ],
     },
 )

@@ -1,4 +1,4 @@
-"""Images/s of the TFRecord input pipeline (TFRecordSource.dataset) at 32x32 and 256x256.
+"""Images/s of the TFRecord input pipeline (PreparedDataset.dataset) at 32x32 and 256x256.
 
 Prepares a small synthetic-content dataset in a temporary directory, then times batches
 pulled from the pipeline as the trainer gets them (float32 [B, R, R, 3] in [-1, 1],
@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags
 
 from progan_tf.data import tfrecord
-from progan_tf.data.pipeline import TFRecordSource
+from progan_tf.data.pipeline import PreparedDataset
 from progan_tf.data.sources import IndexedSource
 
 flags.DEFINE_integer("num_images", 2048, "Images in the temporary dataset (256x256 top level).")
@@ -57,8 +57,8 @@ def main(argv):
         for pair in FLAGS.batches:
             resolution, batch = map(int, pair.split(":"))
             for mode, cache_mb in (("cached", 4096), ("streamed", 0)):
-                source = TFRecordSource(data_dir, cache_mb=cache_mb)
-                rate = time_pipeline(source.dataset(resolution, batch, mirror=True, seed=0), FLAGS.seconds)
+                source = PreparedDataset(data_dir, cache_mb=cache_mb)
+                rate = time_pipeline(source.batches(resolution, batch, mirror=True, seed=0), FLAGS.seconds)
                 rows.append({"resolution": resolution, "batch": batch, "mode": mode,
                              "images_per_second": round(rate, 1)})
     print(f"{'resolution':>10} {'batch':>6} {'mode':>9} {'images/s':>10}")

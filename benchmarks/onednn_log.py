@@ -1,6 +1,6 @@
 """What oneDNN ran, and at what rate: a summary of an `ONEDNN_VERBOSE=1` log.
 
-  ONEDNN_VERBOSE=1 python benchmarks/throughput.py --resolutions 8 --no_peak > 8x8.log 2>&1
+  ONEDNN_VERBOSE=1 progan-bench --reference --bench_resolutions=8 > 8x8.log 2>&1
   python benchmarks/onednn_log.py 8x8.log
 
 TensorFlow's CPU convolutions, matmuls and pools are oneDNN primitives; with
@@ -8,7 +8,7 @@ ONEDNN_VERBOSE=1 oneDNN prints one line per primitive it executes, with its
 implementation, its problem (shapes, strides, padding) and its time. This groups
 those lines by primitive and problem and prints calls, time, share of all primitive
 time and, for convolutions and matmuls, the executed rate in GFLOP/s (taps over zero
-padding not counted, as in `progan_tf.flops`). Weight reorders (a convolution's
+padding not counted, as in `progan_tf.bench.flops`). Weight reorders (a convolution's
 weights copied from TensorFlow's HWIO layout into the blocked layout its kernel
 reads, on every call) show up as `reorder` rows. Times are the primitives' own;
 printing every call slows a run down, so compare rows with each other, not with
@@ -18,7 +18,7 @@ import argparse
 import collections
 import re
 
-from progan_tf import flops
+from progan_tf.bench import flops
 
 
 def parse(lines):

@@ -4,7 +4,7 @@
   python benchmarks/profile_step.py --resolution 128 --max_resolution 128 --logdir prof/
 
 The step is the trainer's own (`steps_per_call` steps per call) on synthetic in-memory
-images, as in `throughput.py`. The trace in `--logdir` opens in TensorBoard's profile
+images, as progan-bench times it. The trace in `--logdir` opens in TensorBoard's profile
 tab (with tensorboard-plugin-profile). The table adds up, per op type, the time the
 op's kernels ran on TensorFlow's threads, per training step: ops run concurrently on
 the inter-op threads, so the column sums to more than the wall time.
@@ -18,18 +18,19 @@ import time
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from progan_tf.benchmark import throughput
-from progan_tf.training.trainer import TrainConfig, Trainer
+from progan_tf.bench import throughput
+from progan_tf.training.config import TrainConfig
+from progan_tf.training.trainer import Trainer
 
-def _op_type(event_name):
+def op_type(event_name):
     """'scope/name:Type' -> 'Type' for TensorFlow op events; None for the profiler's other events."""
     if event_name.count(":") != 1 or " " in event_name:
         return None
-    op_type = event_name.split(":")[1]
-    if op_type in ("StatefulPartitionedCall", "PartitionedCall", "While", "_Arg", "_Retval") or \
-            not op_type.isidentifier():
+    kind = event_name.split(":")[1]
+    if kind in ("StatefulPartitionedCall", "PartitionedCall", "While", "_Arg", "_Retval") or \
+            not kind.isidentifier():
         return None
-    return op_type
+    return kind
 
 
 def _op_events(logdir):
@@ -46,10 +47,10 @@ def _op_events(logdir):
             continue
         for line in plane.lines:
             for event in line.events:
-                op_type = _op_type(plane.event_metadata[event.metadata_id].name)
-                if op_type:
+                name = op_type(plane.event_metadata[event.metadata_id].name)
+                if name:
                     start = line.timestamp_ns * 1000 + event.offset_ps
-                    events.append((op_type, start, start + event.duration_ps))
+                    events.append((name, start, start + event.duration_ps))
     return events
 
 

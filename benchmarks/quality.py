@@ -56,8 +56,8 @@ def prepare(spec, out_dir, resolution):
 
 
 def heldout_images(resolution):
-    from progan_tf.data.pipeline import TFRecordSource
-    return TFRecordSource(FLAGS.heldout).level(resolution)
+    from progan_tf.data.pipeline import PreparedDataset
+    return PreparedDataset(FLAGS.heldout).level(resolution)
 
 
 def score(images, reals, seed=0):
@@ -97,14 +97,14 @@ class Evaluator:
 
 def run_worker(spec):
     """Train one row:seed with the progan-train flags on the command line; write its JSON."""
-    from progan_tf.data.pipeline import open_source
+    from progan_tf.data.pipeline import open_dataset
     from progan_tf.metrics import ms_ssim
     from progan_tf.training import trainer as trainer_lib
     row, seed = spec.split(":")
     network, schedule, train = train_cli.options_from_flags(FLAGS)
     reals = heldout_images(network.resolution)
     evaluator = Evaluator(network, reals, FLAGS.eval_kimg)
-    run = trainer_lib.Trainer(network, schedule, train, open_source(FLAGS.data_dir, network.num_channels),
+    run = trainer_lib.Trainer(network, schedule, train, open_dataset(FLAGS.data_dir, network.num_channels),
                               print_fn=lambda line: print(f"[{spec}] {line}", flush=True), on_tick=evaluator)
     run.train()
     fakes = evaluator.generate(run.models.Gs)
@@ -211,9 +211,9 @@ def main(argv):
             results.append(train_row(row, int(seed)))
             print(f"{row} seed {seed}: SWD x1e3 {results[-1]['final']['SWDx1e3_avg']:.2f} "
                   f"({(time.time() - began) / 60:.1f} min with evaluation)", flush=True)
-    from progan_tf.data.pipeline import TFRecordSource
+    from progan_tf.data.pipeline import PreparedDataset
     reals = heldout_images(32)
-    train_images = TFRecordSource(FLAGS.data).level(32)
+    train_images = PreparedDataset(FLAGS.data).level(32)
     floor = score(train_images[np.random.default_rng(0).choice(len(train_images), len(reals), replace=False)], reals)
     markdown = table(results, floor)
     with open(os.path.join(FLAGS.out, "quality.md"), "w", encoding="utf-8") as f:

@@ -21,11 +21,11 @@ import re
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
 import progan_tf
-from progan_tf.training.checkpoint import load_generator
+from progan_tf import runs
+from progan_tf.images import to_png, to_unit_range
 
 METADATA_FILE = "metadata.json"
 KERAS_FILE = "generator.keras"
@@ -56,17 +56,6 @@ def seed_latents(seeds, latent_size):
         return tf.random.stateless_normal([latent_size], key, alg=tf.random.Algorithm.PHILOX)
 
     return tf.map_fn(one, seeds, fn_output_signature=tf.TensorSpec([latent_size], tf.float32))
-
-
-def to_unit_range(images):
-    """Generator output ~[-1, 1] -> float32 images clipped to [0, 1]."""
-    return tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 0.5, 0.0, 1.0)
-
-
-def to_png(images):
-    """float32 images [N, H, W, C] in [0, 1] -> string [N] of PNG files (8 bits per channel)."""
-    pixels = tf.cast(tf.round(images * 255.0), tf.uint8)  # [N, H, W, C]
-    return tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.TensorSpec([], tf.string))
 
 
 class _ServingModule(tf.Module):
@@ -104,7 +93,8 @@ def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
     """Write Gs as a SavedModel with three signatures and `generator.keras` into `export_dir`.
 
     Args:
-      gs: stable-phase generator keras.Model, latents [N, latent_size] -> images [N, R, R, C].
+      gs: generator keras.Model, latents [N, latent_size] -> images [N, R, R, C]; a fading one
+        is exported at its current alpha (which the SavedModel and generator.keras keep).
       network_config: the NetworkConfig Gs was built from.
       export_dir: directory to create (e.g. `export/models/<name>/<version>` or
         `runs/<name>/final`); its parent is created if needed.
@@ -118,14 +108,11 @@ def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
 
     Raises:
       FileExistsError: `export_dir` exists and `overwrite` is False.
-      ValueError: Gs is a fading model or does not match `network_config`.
+      ValueError: Gs does not match `network_config`.
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} already exists; choose another version or directory")
-    if any(layer.name == "g_fade" for layer in gs.layers):
-        raise ValueError("export a stable-phase generator (build_generator(..., fading=False)); "
-                         f"{gs.name!r} still has its fade-in branch")
     resolution, _, channels = gs.output_shape[1:]
     if gs.input_shape[-1] != network_config.latent_size or channels != network_config.num_channels:
         raise ValueError(f"{gs.name!r} (latents {gs.input_shape[-1]}, channels {channels}) does not match "
@@ -146,6 +133,7 @@ def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
     # TF Serving ignores it because it is not an integer.
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.", suffix=".tmp", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a TF Serving of another user must read it
         with tempfile.TemporaryDirectory() as scratch:
             metadata_path = os.path.join(scratch, METADATA_FILE)
             with open(metadata_path, "w", encoding="utf-8") as f:
@@ -158,6 +146,12 @@ def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return export_dir
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _rename_into_place(tmp, export_dir, overwrite):
@@ -181,16 +175,6 @@ def versions(export_base):
                   if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_base, name)))
 
 
-def checkpoint_resolutions(state):
-    """Resolutions whose complete Gs a checkpoint holds: its own, and mid-fade the previous stage's.
-
-    Args:
-      state: the run state dict of the checkpoint.
-    """
-    resolution = int(state["resolution"])
-    return [resolution, resolution // 2] if state["phase"] == "fade" else [resolution]
-
-
 def export_run(run_dir, export_base, version=None, resolution=None):
     """Export the Gs of a run's newest checkpoint as `<export_base>/<version>/`.
 
@@ -198,8 +182,9 @@ def export_run(run_dir, export_base, version=None, resolution=None):
       run_dir: run directory written by the trainer.
       export_base: model base path (TF Serving's `base_path`), created if missing.
       version: integer version; default one more than the highest existing version (or 1).
-      resolution: export the generator of this stage instead of the checkpoint's (one of
-        `checkpoint_resolutions(state)`).
+      resolution: None for the network the checkpoint trains, at its alpha (mid-fade: the
+        fading network, as the training grids show it); or one of `runs.resolutions_held(state)`
+        for that stage's stable network.
 
     Returns:
       The absolute path of the version directory.
@@ -208,7 +193,7 @@ def export_run(run_dir, export_base, version=None, resolution=None):
       FileNotFoundError: the run has no checkpoint.
       FileExistsError: the version exists already.
     """
-    gs, network_config, state = load_generator(run_dir, resolution)
+    gs, network_config, state = runs.load_generator(run_dir, resolution)
     if version is None:
         version = (versions(export_base) or [0])[-1] + 1
     metadata = {
@@ -216,6 +201,7 @@ def export_run(run_dir, export_base, version=None, resolution=None):
         "images_seen": int(state["images_seen"]),
         "checkpoint_resolution": int(state["resolution"]),
         "checkpoint_phase": state["phase"],
+        "alpha": float(state["alpha"]) if resolution is None and state["fading"] else 1.0,
         "checkpoint_alpha": float(state["alpha"]),
         "version": int(version),
     }
@@ -240,72 +226,3 @@ def find_export(path):
         if os.path.isfile(os.path.join(path, str(version), "saved_model.pb")):
             return os.path.join(path, str(version))
     return None
-
-
-class Sampler:
-    """Images from latents or seeds, from a run's checkpoint or from an export, alike.
-
-    Both sources give the same image for the same seed (up to float rounding between
-    Keras and the SavedModel): seeds become latents through `seed_latents`.
-
-    Args:
-      images_fn: float32 latents [N, latent_size] -> float32 images [N, R, R, C] in [0, 1].
-      latent_size: length of a latent.
-      resolution: output resolution.
-    """
-
-    def __init__(self, images_fn, latent_size, resolution):
-        self.images_fn = images_fn
-        self.latent_size = latent_size
-        self.resolution = resolution
-
-    @classmethod
-    def from_run(cls, run_dir, resolution=None):
-        """Gs of the newest checkpoint of `run_dir` (optionally at a lower resolution)."""
-        gs, network_config, _ = load_generator(run_dir, resolution)
-        return cls(lambda z: to_unit_range(gs(z, training=False)).numpy(), network_config.latent_size,
-                   gs.output_shape[1])
-
-    @classmethod
-    def from_export(cls, export_dir):
-        """The `serving_default` signature of an exported SavedModel."""
-        signature = tf.saved_model.load(export_dir).signatures["serving_default"]
-        metadata = read_metadata(export_dir)
-        return cls(lambda z: signature(latents=tf.constant(z, tf.float32))["images"].numpy(),
-                   metadata["latent_size"], metadata["resolution"])
-
-    def latents(self, seeds):
-        """float32 latents [N, latent_size] of int seeds [N]."""
-        return seed_latents(np.asarray(seeds, np.int64), self.latent_size).numpy()
-
-    def images(self, latents, batch_size=16):
-        """uint8 images [N, R, R, C] of float32 latents [N, latent_size], in batches."""
-        latents = np.asarray(latents, np.float32)
-        out = [self.images_fn(latents[i:i + batch_size]) for i in range(0, len(latents), batch_size)]
-        return np.rint(np.concatenate(out) * 255.0).astype(np.uint8)
-
-
-def interpolation_latents(latents, steps):
-    """A closed latent walk: `steps` spherical interpolations from each latent to the next.
-
-    Spherical (not linear) interpolation keeps the walk at the norm typical of
-    Gaussian latents instead of cutting through the low-norm interior.
-
-    Args:
-      latents: float32 [K, latent_size], K >= 2 keyframes; the walk returns to the first.
-      steps: frames per keyframe transition.
-
-    Returns:
-      float32 [K * steps, latent_size].
-    """
-    latents = np.asarray(latents, np.float64)
-    frames = []
-    for a, b in zip(latents, np.roll(latents, -1, axis=0)):
-        cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
-        omega = np.arccos(np.clip(cos, -1.0, 1.0))
-        for t in np.arange(steps) / steps:
-            if omega < 1e-6:  # parallel keyframes: slerp's denominator vanishes and lerp is exact
-                frames.append((1 - t) * a + t * b)
-            else:
-                frames.append((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega))
-    return np.asarray(frames, np.float32)

@@ -1,7 +1,7 @@
 """Generator and discriminator of one stage, built as plain functional Keras models.
 
 Each stage (resolution R, fading or stable) is its own model; layer names carry the
-resolution (`g_block_32_conv1`, `g_torgb_16`, `d_fromrgb_64`), and `grow_weights`
+resolution (`g_block_32_conv1`, `g_torgb_16`, `d_fromrgb_64`), and `copy_weights`
 copies every weight whose layer exists in both the old and the new model. At
 alpha = 0 a fading model computes exactly what the previous stage's model did.
 """
@@ -12,16 +12,10 @@ import zlib
 import keras
 import tensorflow as tf
 
+from progan_tf.errors import ConfigError
+from progan_tf.resolutions import is_resolution, resolutions_between
 from progan_tf.layers import (SQRT2, Downsample2D, FadeIn, LeakyReLU, MinibatchStdDev, PixelNorm, Upsample2D,
                               WeightScaledConv2D, WeightScaledDense)
-
-
-# Values of fields added after run directories were first written (see from_dict).
-_LEGACY_DEFAULTS = {"fused_upsample": 0}
-
-
-def is_power_of_two(value):
-    return isinstance(value, int) and value >= 1 and value & (value - 1) == 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +31,8 @@ class NetworkConfig:
       fmap_max: cap on feature maps per layer.
       mbstd_group_size: minibatch-stddev group size (0 disables the layer).
       normalize_latents: PixelNorm on z before the first layer.
-      use_pixelnorm: PixelNorm after every generator conv (False: the paper's ablation).
-      use_wscale: equalised learning rate (False: He-initialised weights without run-time scale).
+      pixelnorm: PixelNorm after every generator conv (False: the ablation "no pixelnorm", --nopixelnorm).
+      wscale: the equalised learning rate (False: He-initialised weights without a run-time scale, --nowscale).
       leaky_slope: LeakyReLU negative slope.
       fused_upsample: generator blocks of this resolution and up run their upsample +
         first conv as one transposed conv (`WeightScaledConv2D(upsample=True)`): the
@@ -55,21 +49,30 @@ class NetworkConfig:
     fmap_max: int = 512
     mbstd_group_size: int = 4
     normalize_latents: bool = True
-    use_pixelnorm: bool = True
-    use_wscale: bool = True
+    pixelnorm: bool = True
+    wscale: bool = True
     leaky_slope: float = 0.2
     fused_upsample: int = 16
 
     def __post_init__(self):
-        if not is_power_of_two(self.resolution) or self.resolution < 4:
-            raise ValueError(f"resolution must be a power of two >= 4, got {self.resolution}")
+        if not is_resolution(self.resolution):
+            raise ConfigError("{resolution}={value} is not a power of two >= 4 (try 32, 256 or 1024)",
+                              value=self.resolution)
         for name in ("num_channels", "latent_size", "fmap_base", "fmap_max"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise ConfigError(f"{{{name}}}={{value!r}} must be a positive integer", value=getattr(self, name))
+        if self.num_channels not in (1, 3):
+            raise ConfigError("{num_channels}={value} must be 1 (greyscale) or 3 (RGB)", value=self.num_channels)
+        if not 0 < self.fmap_decay <= 8:
+            raise ConfigError("{fmap_decay}={value} must be in (0, 8]", value=self.fmap_decay)
         if self.mbstd_group_size < 0:
-            raise ValueError(f"mbstd_group_size must be >= 0, got {self.mbstd_group_size}")
-        if self.fused_upsample != 0 and not (is_power_of_two(self.fused_upsample) and self.fused_upsample >= 8):
-            raise ValueError(f"fused_upsample must be 0 (off) or a resolution >= 8, got {self.fused_upsample!r}")
+            raise ConfigError("{mbstd_group_size}={value} must be >= 0 (0 turns the layer off)",
+                              value=self.mbstd_group_size)
+        if not 0 < self.leaky_slope < 1:
+            raise ConfigError("{leaky_slope}={value} must be in (0, 1)", value=self.leaky_slope)
+        if self.fused_upsample != 0 and not (is_resolution(self.fused_upsample) and self.fused_upsample >= 8):
+            raise ConfigError("{fused_upsample}={value!r} must be 0 (off) or a resolution >= 8",
+                              value=self.fused_upsample)
 
     def nf(self, stage):
         """Feature maps at `stage` = log2(resolution) - 1."""
@@ -78,15 +81,10 @@ class NetworkConfig:
     @property
     def resolutions(self):
         """Every training resolution, 4 .. resolution."""
-        return [2 ** k for k in range(2, int(math.log2(self.resolution)) + 1)]
+        return resolutions_between(4, self.resolution)
 
     def to_dict(self):
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        # Configs written before `fused_upsample` existed describe unfused networks.
-        return cls(**{**_LEGACY_DEFAULTS, **values})
 
 
 def _stage(resolution):
@@ -105,13 +103,13 @@ def _act(config, name):
 
 def _g_conv(config, x, filters, name, upsample=False):
     """[upsample x2 ->] conv3x3 -> LeakyReLU -> PixelNorm, the generator's unit."""
-    x = WeightScaledConv2D(filters, 3, upsample=upsample, use_wscale=config.use_wscale, name=name)(x)
+    x = WeightScaledConv2D(filters, 3, upsample=upsample, use_wscale=config.wscale, name=name)(x)
     x = _act(config, f"{name}_act")(x)
-    return PixelNorm(name=f"{name}_norm")(x) if config.use_pixelnorm else x
+    return PixelNorm(name=f"{name}_norm")(x) if config.pixelnorm else x
 
 
 def _torgb(config, x, resolution):
-    return WeightScaledConv2D(config.num_channels, 1, gain=1.0, use_wscale=config.use_wscale,
+    return WeightScaledConv2D(config.num_channels, 1, gain=1.0, use_wscale=config.wscale,
                               name=f"g_torgb_{resolution}")(x)
 
 
@@ -134,9 +132,9 @@ def build_generator(config, resolution, fading=False):
     x = PixelNorm(name="g_latent_norm")(latents) if config.normalize_latents else latents
     # The first layer is a dense to 4x4xnf (a 4x4 conv on a 1x1 input); gain sqrt(2)/4 as in the official code.
     x = WeightScaledDense(16 * config.nf(1), gain=SQRT2 / 4, target_shape=(4, 4, config.nf(1)),
-                          use_wscale=config.use_wscale, name="g_block_4_dense")(x)
+                          use_wscale=config.wscale, name="g_block_4_dense")(x)
     x = _act(config, "g_block_4_dense_act")(x)
-    x = PixelNorm(name="g_block_4_dense_norm")(x) if config.use_pixelnorm else x
+    x = PixelNorm(name="g_block_4_dense_norm")(x) if config.pixelnorm else x
     x = _g_conv(config, x, config.nf(1), "g_block_4_conv")  # [N, 4, 4, nf]
     h_old = None
     for res in config.resolutions[1:config.resolutions.index(resolution) + 1]:
@@ -157,13 +155,13 @@ def build_generator(config, resolution, fading=False):
 
 
 def _fromrgb(config, x, resolution):
-    x = WeightScaledConv2D(config.nf(_stage(resolution)), 1, use_wscale=config.use_wscale,
+    x = WeightScaledConv2D(config.nf(_stage(resolution)), 1, use_wscale=config.wscale,
                            name=f"d_fromrgb_{resolution}")(x)
     return _act(config, f"d_fromrgb_{resolution}_act")(x)
 
 
 def _d_conv(config, x, filters, name):
-    x = WeightScaledConv2D(filters, 3, use_wscale=config.use_wscale, name=name)(x)
+    x = WeightScaledConv2D(filters, 3, use_wscale=config.wscale, name=name)(x)
     return _act(config, f"{name}_act")(x)
 
 
@@ -195,9 +193,9 @@ def build_discriminator(config, resolution, fading=False):
     if config.mbstd_group_size:
         x = MinibatchStdDev(config.mbstd_group_size, name="d_block_4_mbstd")(x)  # [N, 4, 4, nf + 1]
     x = _d_conv(config, x, config.nf(1), "d_block_4_conv")
-    x = WeightScaledDense(config.nf(0), use_wscale=config.use_wscale, name="d_block_4_dense0")(x)
+    x = WeightScaledDense(config.nf(0), use_wscale=config.wscale, name="d_block_4_dense0")(x)
     x = _act(config, "d_block_4_dense0_act")(x)
-    x = WeightScaledDense(1, gain=1.0, use_wscale=config.use_wscale, name="d_block_4_dense1")(x)
+    x = WeightScaledDense(1, gain=1.0, use_wscale=config.wscale, name="d_block_4_dense1")(x)
     scores = keras.layers.Activation("linear", dtype="float32", name="d_scores")(x)
     return keras.Model(images, scores, name=f"discriminator_{resolution}{'_fade' if fading else ''}")
 
@@ -236,43 +234,45 @@ def initialize_weights(model, seed):
                                                          stddev=layer.init_std))
 
 
-def grow_weights(old, new):
-    """Copy every weight of `old` into the layer of the same name in `new`.
+def copy_weights(src, dst, require_all=False):
+    """Copy every weight of `src` into the layer of the same name in `dst`.
 
-    Layers only in `new` keep their fresh initialisation and must belong to the new
-    model's own resolution (its new block and toRGB/fromRGB); layers only in `old`
-    (the previous stage's toRGB/fromRGB after the fade) are dropped. FadeIn alphas
-    are not copied: the new model's alpha belongs to its own phase.
+    This is how a phase grows into the next (layers only in `src`, the previous toRGB /
+    fromRGB after a fade, are dropped) and how a stable network is read out of a fading
+    one. FadeIn alphas are never copied: an alpha belongs to its own model.
 
     Args:
-      old: model of the previous phase.
-      new: model of the next phase, same config.
+      src, dst: models built from the same NetworkConfig.
+      require_all: every layer of `dst` with weights must have a source. Otherwise only
+        the layers new at `dst`'s own resolution (its new block and toRGB / fromRGB) may
+        lack one and keep their initialisation.
 
     Returns:
       Names of the layers whose weights were copied.
 
     Raises:
-      ValueError: a shared layer's weights differ in shape, or a layer of a lower
-        resolution has no source in `old` (the models do not belong together).
+      ValueError: a shared layer's weights differ in shape, or a layer lacks a source it needs
+        (the models do not belong together).
     """
-    new_layers = {layer.name: layer for layer in new.layers}
-    copied = []
-    for layer in old.layers:
-        target = new_layers.get(layer.name)
-        if target is None or not layer.weights or isinstance(layer, FadeIn):
+    sources = {layer.name: layer for layer in src.layers if layer.weights and not isinstance(layer, FadeIn)}
+    resolution = dst.output_shape[1] if dst.name.startswith("generator") else dst.input_shape[1]
+    copied, missing = [], []
+    for layer in dst.layers:
+        if not layer.weights or isinstance(layer, FadeIn):
             continue
-        for src, dst in zip(layer.weights, target.weights):
-            if tuple(src.shape) != tuple(dst.shape):
-                raise ValueError(f"cannot grow layer {layer.name!r}: weight {src.name} has shape "
-                                 f"{tuple(src.shape)} in the old model but {tuple(dst.shape)} in the new one")
-            dst.assign(src)
+        if layer.name not in sources:
+            if require_all or not _belongs_to(layer.name, resolution):
+                missing.append(layer.name)
+            continue
+        for s, d in zip(sources[layer.name].weights, layer.weights):
+            if tuple(s.shape) != tuple(d.shape):
+                raise ValueError(f"cannot copy layer {layer.name!r}: weight {s.name} has shape {tuple(s.shape)} "
+                                 f"in {src.name!r} but {tuple(d.shape)} in {dst.name!r}")
+            d.assign(s)
         copied.append(layer.name)
-    resolution = new.output_shape[1] if new.name.startswith("generator") else new.input_shape[1]
-    missing = [layer.name for layer in new.layers if layer.weights and not isinstance(layer, FadeIn)
-               and layer.name not in copied and not _belongs_to(layer.name, resolution)]
     if missing:
-        raise ValueError(f"cannot grow {old.name!r} into {new.name!r}: layers {missing} have no "
-                         f"weights to copy; both models must come from the same NetworkConfig")
+        raise ValueError(f"cannot copy {src.name!r} into {dst.name!r}: layers {missing} have no weights to copy; "
+                         f"both models must come from the same NetworkConfig")
     return copied
 
 

@@ -5,7 +5,9 @@ every higher resolution a fade phase (alpha 0 -> 1 linearly in images seen) and 
 stable phase. The last stable phase runs until `total_kimg`.
 """
 import dataclasses
-import math
+
+from progan_tf.errors import ConfigError
+from progan_tf.resolutions import is_resolution, resolutions_between
 
 # Official defaults (paper §A.1 and the official config for 1024x1024 CelebA-HQ).
 DEFAULT_BATCH = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
@@ -51,53 +53,64 @@ class Schedule:
     Attributes:
       max_resolution: final resolution (power of two >= 4).
       start_resolution: first trained resolution (4 in the paper).
+      growing: False is the ablation "no growing": one stable phase at max_resolution from
+        the start, with the image budget of the progressive schedule (--nogrowing).
       fade_kimg: thousands of images per fade phase (600).
       stable_kimg: thousands of images per stable phase (600).
       total_kimg: thousands of images in all; the last stable phase absorbs the
         remainder (12 000 for 1024x1024). None: every phase has its normal length.
       batch_sizes: resolution -> global batch; missing resolutions use `default_batch`.
-      learning_rates: resolution -> lr; missing resolutions use `base_lr`.
+      learning_rates: resolution -> Adam learning rate; missing resolutions use `learning_rate`.
       default_batch: batch for resolutions not in `batch_sizes`.
-      base_lr: Adam learning rate (0.001).
+      learning_rate: Adam learning rate (0.001).
     """
     max_resolution: int = 1024
     start_resolution: int = 4
+    growing: bool = True
     fade_kimg: float = 600
     stable_kimg: float = 600
     total_kimg: float = 12000
     batch_sizes: tuple = tuple(sorted(DEFAULT_BATCH.items()))
     learning_rates: tuple = tuple(sorted(DEFAULT_LR.items()))
     default_batch: int = 16
-    base_lr: float = 0.001
+    learning_rate: float = 0.001
 
     def __post_init__(self):
         for name in ("batch_sizes", "learning_rates"):  # accept dicts, store hashable tuples
-            value = getattr(self, name)
-            object.__setattr__(self, name, tuple(sorted(dict(value).items())))
-        if self.start_resolution < 4 or self.start_resolution > self.max_resolution or \
-                self.start_resolution & (self.start_resolution - 1):
-            raise ValueError(f"start_resolution must be a power of two in [4, max_resolution], "
-                             f"got {self.start_resolution}")
-        if self.fade_kimg <= 0 or self.stable_kimg <= 0:
-            raise ValueError("fade_kimg and stable_kimg must be positive")
-        if any(b < 1 for _, b in self.batch_sizes):
-            raise ValueError(f"batch sizes must be positive, got {dict(self.batch_sizes)}")
-
-    def without_growing(self):
-        """The ablation "no growing": one stable phase at max_resolution with this schedule's image budget."""
-        return dataclasses.replace(self, start_resolution=self.max_resolution,
-                                   total_kimg=self.total_images / 1000)
+            object.__setattr__(self, name, tuple(sorted(dict(getattr(self, name)).items())))
+        if not is_resolution(self.max_resolution):
+            raise ConfigError("{resolution}={value} is not a power of two >= 4 (try 32, 256 or 1024)",
+                              value=self.max_resolution)
+        if not is_resolution(self.start_resolution) or self.start_resolution > self.max_resolution:
+            raise ConfigError("{start_resolution}={value} must be a power of two in [4, {resolution}]",
+                              value=self.start_resolution)
+        for name in ("fade_kimg", "stable_kimg", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{{{name}}}={{value}} must be positive", value=getattr(self, name))
+        if self.total_kimg is not None and not self.total_kimg > 0:
+            raise ConfigError("{total_kimg}={value} must be positive (or None: every phase its normal length)",
+                              value=self.total_kimg)
+        if self.default_batch < 1:
+            raise ConfigError("{default_batch}={value} must be positive", value=self.default_batch)
+        for name, value_ok in (("batch_sizes", lambda b: isinstance(b, int) and b >= 1),
+                               ("learning_rates", lambda lr: lr > 0)):
+            bad = {r: v for r, v in getattr(self, name) if not is_resolution(r) or not value_ok(v)}
+            if bad:
+                raise ConfigError(f"{{{name}}} has bad entries {{value}}: resolutions must be powers of two >= 4 "
+                                  f"and values positive", value=bad)
 
     def batch_size(self, resolution):
         return dict(self.batch_sizes).get(resolution, self.default_batch)
 
-    def learning_rate(self, resolution):
-        return dict(self.learning_rates).get(resolution, self.base_lr)
+    def learning_rate_at(self, resolution):
+        return dict(self.learning_rates).get(resolution, self.learning_rate)
 
     @property
     def resolutions(self):
-        lo, hi = int(math.log2(self.start_resolution)), int(math.log2(self.max_resolution))
-        return [2 ** k for k in range(lo, hi + 1)]
+        """The resolutions trained, in order."""
+        if not self.growing:
+            return [self.max_resolution]
+        return resolutions_between(self.start_resolution, self.max_resolution)
 
     @property
     def total_images(self):
@@ -107,20 +120,23 @@ class Schedule:
         """Every phase in order; the last one ends at total_kimg (or its own length)."""
         fade, stable = round(self.fade_kimg * 1000), round(self.stable_kimg * 1000)
         phases, start = [], 0
-        for res in self.resolutions:
-            kinds = [False] if res == self.start_resolution else [True, False]
-            for fading in kinds:
+        for res in dataclasses.replace(self, growing=True).resolutions:
+            for fading in ([False] if res == self.start_resolution else [True, False]):
                 length = fade if fading else stable
                 phases.append(Phase(len(phases), res, fading, start, start + length,
-                                    self.batch_size(res), self.learning_rate(res)))
+                                    self.batch_size(res), self.learning_rate_at(res)))
                 start += length
         if self.total_kimg is not None:
             last = phases[-1]
             end = round(self.total_kimg * 1000)
             if end <= last.start:
-                raise ValueError(f"total_kimg={self.total_kimg} ends before the final stable phase "
-                                 f"starts at {last.start / 1000:g} kimg; raise total_kimg or shorten phases")
+                raise ConfigError("{total_kimg}={value} ends before the final stable phase starts at {start} kimg; "
+                                  "raise {total_kimg} or shorten {fade_kimg} / {stable_kimg}",
+                                  value=self.total_kimg, start=f"{last.start / 1000:g}")
             phases[-1] = dataclasses.replace(last, end=end)
+        if not self.growing:  # one stable phase at the top, on the same budget
+            last = phases[-1]
+            return [Phase(0, last.resolution, False, 0, last.end, last.batch_size, last.learning_rate)]
         return phases
 
     def phase_at(self, images_seen):

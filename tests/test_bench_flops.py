@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import flops
+from progan_tf.bench import flops
 from progan_tf.networks import NetworkConfig, build_generator
 from progan_tf.schedule import Schedule
-from progan_tf.training.trainer import TrainConfig, Trainer
+from progan_tf.training.config import TrainConfig
+from progan_tf.training.trainer import Trainer
 
 # fused_upsample=8: the 8x8 block's upsampling conv is a 4x4 transposed conv.
 NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)

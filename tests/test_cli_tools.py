@@ -39,12 +39,12 @@ def runs(tmp_path_factory):
     base = root / "models" / "tiny"
     export.export_generator(gs, TINY, base / "1", {"images_seen": 5000})
     processes = {
-        "from_export": cli("generate", f"--source={base}", "--seeds=1-3", "--gif", "--frames_per_seed=2",
+        "from_export": cli("generate", f"--model={base}", "--seeds=1-3", "--gif", "--frames_per_seed=2",
                            f"--out_dir={root / 'from_export'}"),
-        "from_run": cli("generate", f"--source={run_dir}", "--seeds=1,2", "--nogrid", f"--out_dir={root / 'from_run'}"),
+        "from_run": cli("generate", f"--model={run_dir}", "--seeds=1,2", "--nogrid", f"--out_dir={root / 'from_run'}"),
         "export": cli("export", f"--run_dir={run_dir}", f"--export_base={root / 'exported'}"),
         "serve": cli("serve", f"--model_base_path={base}", "--port=0", "--file_system_poll_wait_seconds=0"),
-        "bad_generate": cli("generate", f"--source={base}", "--frames_per_seed=0"),
+        "bad_generate": cli("generate", f"--model={base}", "--frames_per_seed=0"),
         "bad_export": cli("export", f"--run_dir={root / 'missing'}"),
         "bad_serve": cli("serve", f"--model_base_path={base}", "--port=eighty"),
     }

@@ -23,8 +23,10 @@ MISUSES = {
     "data_dir": (["--data_dir=no/such/dir"], "--data_dir=no/such/dir does not exist"),
     "precision": (["--precision=float64"], "--precision='float64' is unknown"),
     "positional": (["extra"], "unexpected arguments ['extra']"),
-    "benchmark_res": (["--benchmark", "--benchmark_resolutions=4,16"],
-                      "--benchmark_resolutions [4, 16] must be among this run's resolutions [4, 8]"),
+    "devices": (["--devices=GPU:0"], "--devices: no GPU:0 on this machine; its devices are CPU:0"),
+    "negative_lr": (["--learning_rates=8:-0.1"], "--learning_rates has bad entries {8: -0.1}"),
+    "keep": (["--keep_checkpoints=0"], "--keep_checkpoints=0 must be >= 2"),
+    "noema": (["--noema", "--g_ema_kimg=10"], "--ema is off (--noema) but --g_ema_kimg=10.0 is set"),
 }
 
 
@@ -74,8 +76,9 @@ FULL_STEP = textwrap.dedent("""
     import dataclasses, json, sys
     import numpy as np
     from absl import flags
-    from progan_tf.cli import train as cli
-    from progan_tf.data.pipeline import ArraySource
+    from progan_tf.cli import options as cli
+    from progan_tf.cli import train  # noqa: F401 (its flags)
+    from progan_tf.data.pipeline import ArrayDataset
     from progan_tf.training.trainer import Trainer
     flags.FLAGS(["progan-train", "--flagfile=configs/celeba_hq_1024.flags", "--data_dir=",
                  "--run_dir=" + sys.argv[1]])
@@ -84,7 +87,7 @@ FULL_STEP = textwrap.dedent("""
     schedule = dataclasses.replace(schedule, start_resolution=1024, total_kimg=None, stable_kimg=0.004)
     config = dataclasses.replace(config, grid_size=1)
     images = np.random.default_rng(0).integers(0, 256, (4, 1024, 1024, 3), dtype=np.uint8)
-    trainer = Trainer(network, schedule, config, ArraySource(images), print_fn=print)
+    trainer = Trainer(network, schedule, config, ArrayDataset(images), print_fn=print)
     state = trainer.train()
     m = trainer.models
     print(json.dumps({"images_seen": state["images_seen"], "g": m.G.count_params(), "d": m.D.count_params(),
@@ -103,8 +106,8 @@ def test_paper_config_runs_a_step_at_1024(tmp_path):
 
 def test_training_on_a_prepared_dataset(tmp_path):
     """The README's main path: progan-prepare the synthetic set, then train on it."""
+    from progan_tf.data.prepare import prepare_dataset
     from progan_tf.data.sources import SyntheticSource
-    from progan_tf.data.tfrecord import prepare_dataset
     data_dir = tmp_path / "datasets" / "synthetic"
     prepare_dataset(SyntheticSource(32, 8, seed=0), str(data_dir), max_resolution=8, workers=1, progress=False)
     ok = _train(TINY + [f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}"], tmp_path)
@@ -114,7 +117,7 @@ def test_training_on_a_prepared_dataset(tmp_path):
     out, err = ok.communicate(timeout=180)
     assert ok.returncode == 0, err[-2000:]
     assert "done: 0.0 kimg at 8x8" in out and (tmp_path / "run" / "final" / "saved_model.pb").exists()
-    for proc, message in ((bad, "has 3 channel(s) but 1 were asked for: train with --num_channels=3"),
+    for proc, message in ((bad, "has 3 channel(s) but --num_channels=1: use --num_channels=3"),
                           (big, "--max_resolution=16")):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 2, err[-2000:]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from progan_tf.data.pipeline import open_source
+from progan_tf.data.pipeline import open_dataset
 
 PROGRAM = "progan-prepare"
 
@@ -29,6 +29,9 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
     for i in range(2):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / "small" / f"{i}.png")
     (tmp_path / "datasets" / "taken").mkdir(parents=True)
+    (tmp_path / "datasets" / "taken" / "notes.txt").write_text("keep")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("keep")
     misuses = {
         "no_source": (["--name=x"], "--source is required"),
         "missing": (["--source=no/such/dir", "--name=x"], "--source=no/such/dir does not exist"),
@@ -36,7 +39,9 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
                   "8x8 or smaller, below --max_resolution=16; lower it (to 8) or pass --allow_upscale"),
         "resolution": (["--source=synthetic", "--name=x", "--max_resolution=48"],
                        "--max_resolution=48 is not a power of two"),
-        "exists": (["--source=synthetic", "--name=taken"], "already exists; pass --overwrite"),
+        "exists": (["--source=synthetic", "--name=taken"], "exists and is not a progan_tf dataset"),
+        "overwrite_foreign": (["--source=synthetic", "--out_dir=foreign", "--overwrite", "--num_images=16",
+                               "--max_resolution=8"], "--overwrite replaces only datasets"),
         "crop": (["--source=synthetic", "--name=x", "--crop=diagonal"], "--crop='diagonal' is unknown"),
         "not_int": (["--source=synthetic", "--name=x", "--workers=many"], "workers"),
     }
@@ -48,6 +53,8 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
         errors = [line for line in err.splitlines() if line.startswith(f"{PROGRAM}: error:")]
         assert len(errors) == 1 and misuses[name][1] in errors[0], (name, err[-2000:])
     assert sorted(os.listdir(tmp_path / "datasets")) == ["taken"], "nothing may be written"
+    for folder in ("datasets/taken", "foreign"):
+        assert os.listdir(tmp_path / folder) == ["notes.txt"] and (tmp_path / folder / "notes.txt").read_text() == "keep"
     out, err = dry.communicate(timeout=120)
     assert dry.returncode == 0, err[-2000:]
     plan = json.loads(out)
@@ -60,7 +67,7 @@ def test_flagfile_run_writes_a_dataset_and_a_summary(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert "prepared 64 images at 4x4..16x16x3 in datasets/synthetic" in out and "images/s, 0 skipped" in out
-    source = open_source(str(tmp_path / "datasets" / "synthetic"), num_channels=3, max_resolution=16)
+    source = open_dataset(str(tmp_path / "datasets" / "synthetic"), num_channels=3, max_resolution=16)
     assert source.num_images == 64 and source.manifest["source"] == "synthetic seed=0"
 
 
@@ -88,15 +95,15 @@ def test_interrupted_run_leaves_no_dataset_a_reader_accepts(tmp_path, sig):
     proc.communicate(timeout=60)
     assert not os.path.exists(tmp_path / "out" / "d")
     with pytest.raises(ValueError, match="not a prepared dataset"):
-        open_source(str(tmp_path / "out" / "d"))
+        open_dataset(str(tmp_path / "out" / "d"))
     if sig == signal.SIGTERM:
         assert proc.returncode != 0 and not os.path.exists(partial), "SIGTERM cleans up"
         return
     with pytest.raises(ValueError, match="interrupted progan-prepare run"):
-        open_source(partial)
+        open_dataset(partial)
     rerun = _prepare(["--source=synthetic", "--out_dir=out/d", "--num_images=8", "--max_resolution=8",
                       "--workers=1"], tmp_path)
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err[-2000:]
-    assert open_source(str(tmp_path / "out" / "d")).num_images == 8
+    assert open_dataset(str(tmp_path / "out" / "d")).num_images == 8
     assert not os.path.exists(partial), "a later run removes the dead run's partial directory"

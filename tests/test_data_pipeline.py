@@ -1,4 +1,4 @@
-"""TFRecordSource: per-replica batches, every image once per epoch, sharding, resume skips, checks."""
+"""PreparedDataset: per-replica batches, every image once per epoch, sharding, resume skips, checks."""
 import json
 import os
 import subprocess
@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from progan_tf.data import tfrecord
-from progan_tf.data.pipeline import TFRecordSource, open_source
+from progan_tf.data import prepare, tfrecord
+from progan_tf.data.pipeline import PreparedDataset, open_dataset
 from test_data_prepare import ListSource
 
 NUM_IMAGES = 24
@@ -27,7 +27,7 @@ def _image(i):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("pipeline") / "ids"
-    tfrecord.prepare_dataset(ListSource([_image(i) for i in range(NUM_IMAGES)]), str(path), shards=3, workers=1,
+    prepare.prepare_dataset(ListSource([_image(i) for i in range(NUM_IMAGES)]), str(path), shards=3, workers=1,
                              progress=False)
     return str(path)
 
@@ -46,11 +46,11 @@ def _take(ds, count):
 
 @pytest.mark.parametrize("cache_mb", [256, 0], ids=["cached", "streamed"])
 def test_batches_are_shaped_and_cover_every_image_once_per_epoch(data_dir, cache_mb):
-    source = TFRecordSource(data_dir, cache_mb=cache_mb)
+    source = PreparedDataset(data_dir, cache_mb=cache_mb)
     assert source.is_cached(8) == bool(cache_mb)
     assert (source.num_images, source.max_resolution, source.num_channels) == (NUM_IMAGES, 8, 3)
     for resolution in (4, 8):
-        batches = _take(source.dataset(resolution, 4, mirror=True, seed=1), 2 * NUM_IMAGES // 4)
+        batches = _take(source.batches(resolution, 4, mirror=True, seed=1), 2 * NUM_IMAGES // 4)
         assert all(b.shape == (4, resolution, resolution, 3) and b.dtype == np.float32 for b in batches)
         assert all(b.min() >= -1.0 and b.max() <= 1.0 for b in batches)
         ids, mirrored = zip(*map(_ids, batches))
@@ -59,18 +59,18 @@ def test_batches_are_shaped_and_cover_every_image_once_per_epoch(data_dir, cache
             assert sorted(np.concatenate(epoch).tolist()) == list(range(NUM_IMAGES))
         assert 0 < np.concatenate(mirrored).mean() < 1
         assert np.concatenate(ids[:half]).tolist() != list(range(NUM_IMAGES))  # shuffled
-    unmirrored = _take(source.dataset(8, 4, seed=1), NUM_IMAGES // 4)
+    unmirrored = _take(source.batches(8, 4, seed=1), NUM_IMAGES // 4)
     assert not np.concatenate([_ids(b)[1] for b in unmirrored]).any()
 
 
 @pytest.mark.parametrize("cache_mb", [256, 0], ids=["cached", "streamed"])
 def test_skip_batches_resumes_the_same_stream(data_dir, cache_mb):
-    source = TFRecordSource(data_dir, cache_mb=cache_mb)
-    full = _take(source.dataset(8, 4, mirror=True, seed=7), 14)
-    resumed = _take(source.dataset(8, 4, mirror=True, seed=7, skip_batches=7), 7)  # crosses an epoch edge
+    source = PreparedDataset(data_dir, cache_mb=cache_mb)
+    full = _take(source.batches(8, 4, mirror=True, seed=7), 14)
+    resumed = _take(source.batches(8, 4, mirror=True, seed=7, skip_batches=7), 7)  # crosses an epoch edge
     for a, b in zip(full[7:], resumed):
         np.testing.assert_array_equal(a, b)
-    again = _take(source.dataset(8, 4, mirror=True, seed=7), 14)
+    again = _take(source.batches(8, 4, mirror=True, seed=7), 14)
     np.testing.assert_array_equal(np.stack(full), np.stack(again))
 
 
@@ -78,29 +78,29 @@ def test_skip_batches_resumes_the_same_stream(data_dir, cache_mb):
 def test_input_pipelines_split_each_epoch(tmp_path, data_dir, cache_mb, shards):
     if shards != 3:
         data_dir = str(tmp_path / "one_shard")
-        tfrecord.prepare_dataset(ListSource([_image(i) for i in range(NUM_IMAGES)]), data_dir, shards=1,
+        prepare.prepare_dataset(ListSource([_image(i) for i in range(NUM_IMAGES)]), data_dir, shards=1,
                                  workers=1, progress=False)
-    source = TFRecordSource(data_dir, cache_mb=cache_mb)
+    source = PreparedDataset(data_dir, cache_mb=cache_mb)
     seen = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                              num_replicas_in_sync=2)
         per_epoch = {(256, 3): 12, (0, 3): 16 - 8 * pipeline, (0, 1): 12}[(cache_mb, shards)] // 2
-        seen.append(np.concatenate([_ids(b)[0] for b in _take(source.dataset(8, 2, context, seed=3), per_epoch)]))
+        seen.append(np.concatenate([_ids(b)[0] for b in _take(source.batches(8, 2, context, seed=3), per_epoch)]))
     assert sorted(np.concatenate(seen).tolist()) == list(range(NUM_IMAGES))
 
 
 def test_mismatches_are_clear_errors(data_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"has 3 channel\(s\) but 1 were asked for: train with --num_channels=3"):
-        open_source(data_dir, num_channels=1)
+    with pytest.raises(ValueError, match=r"has 3 channel\(s\) but num_channels=1: use num_channels=3"):
+        open_dataset(data_dir, num_channels=1)
     with pytest.raises(ValueError, match="not 16x16: train with --resolution=8 or prepare it again with "
                                          "--max_resolution=16"):
-        open_source(data_dir, max_resolution=16)
+        open_dataset(data_dir, max_resolution=16)
     with pytest.raises(ValueError, match="not 32x32"):
-        open_source(data_dir).dataset(32, 4)
+        open_dataset(data_dir).batches(32, 4)
     with pytest.raises(ValueError, match="not a prepared dataset"):
-        open_source(str(tmp_path))
-    assert open_source(data_dir, num_channels=3, max_resolution=8).name == "ids"
+        open_dataset(str(tmp_path))
+    assert open_dataset(data_dir, num_channels=3, max_resolution=8).name == "ids"
 
 
 STRATEGY_SCRIPT = textwrap.dedent("""
@@ -109,13 +109,13 @@ STRATEGY_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from progan_tf.data.pipeline import TFRecordSource
+    from progan_tf.data.pipeline import PreparedDataset
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {}
     for cache_mb in (256, 0):
-        source = TFRecordSource(sys.argv[1], cache_mb=cache_mb)
+        source = PreparedDataset(sys.argv[1], cache_mb=cache_mb)
         dist = strategy.distribute_datasets_from_function(
-            lambda context: source.dataset(8, 3, context, mirror=False, seed=0))
+            lambda context: source.batches(8, 3, context, mirror=False, seed=0))
         steps, it = [], iter(dist)
         for _ in range(2 * 24 // 6):  # two epochs of global batch 6
             parts = strategy.experimental_local_results(next(it))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from progan_tf.data import prepare as prepare_lib
 from progan_tf.data import sources, tfrecord
 from progan_tf.data.synthetic import synthetic_images
 
@@ -28,7 +29,7 @@ class ListSource(sources.IndexedSource):
 
 def prepare(source, out_dir, **kwargs):
     kwargs = {"workers": 1, "shuffle": False, "progress": False, **kwargs}
-    return tfrecord.prepare_dataset(source, str(out_dir), **kwargs)
+    return prepare_lib.prepare_dataset(source, str(out_dir), **kwargs)
 
 
 def mean_2x2_rounded(level):

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import export
+from progan_tf import export, runs
+from progan_tf.images import to_unit_range
 from progan_tf.networks import NetworkConfig, build_generator, fade_layers, set_alpha
-from progan_tf.training.checkpoint import CONFIG_FILE, RunCheckpointer, make_checkpoint, write_json_atomic
+from progan_tf.training.checkpoint import RunCheckpointer, make_checkpoint
 
 TINY = NetworkConfig(resolution=16, latent_size=16, fmap_base=64, fmap_max=16)
 SEEDS = [0, 1, 7, 2 ** 40]
@@ -37,10 +38,11 @@ def tiny_generator(seed=1, resolution=16, fading=False):
 def make_run(run_dir, gs, images_seen=5000):
     """A run directory as the trainer leaves it: config.json plus a checkpoint holding Gs."""
     os.makedirs(run_dir, exist_ok=True)
-    write_json_atomic(os.path.join(run_dir, CONFIG_FILE), {"network": TINY.to_dict()})
+    runs.write_json_atomic(os.path.join(run_dir, runs.CONFIG_FILE), {"network": TINY.to_dict()})
     fading = bool(fade_layers(gs))
-    state = {"step": 1, "images_seen": images_seen, "resolution": gs.output_shape[1],
-             "phase": "fade" if fading else "stable", "alpha": 0.5 if fading else 1.0}
+    alpha = float(fade_layers(gs)[0].alpha.numpy()) if fading else 1.0
+    state = {"step": 1, "images_seen": images_seen, "resolution": gs.output_shape[1], "fading": fading,
+             "phase": "fade" if fading else "stable", "alpha": alpha}
     RunCheckpointer(str(run_dir)).save(make_checkpoint({"Gs": gs}, {}), state)
     return str(run_dir)
 
@@ -111,17 +113,17 @@ def fresh_processes(exported, tmp_path_factory):
 def test_saved_model_in_fresh_process_matches_in_memory_gs(exported, fresh_processes):
     gs, _ = exported
     run = fresh_processes["run"]
-    expected = export.to_unit_range(gs(fresh_processes["latents"])).numpy()
+    expected = to_unit_range(gs(fresh_processes["latents"])).numpy()
     np.testing.assert_allclose(run["images"], expected, atol=1e-6)
     assert run["images"].shape == (5, 16, 16, 3) and run["images"].min() >= 0 and run["images"].max() <= 1
-    seeded = export.to_unit_range(gs(export.seed_latents(SEEDS, TINY.latent_size))).numpy()
+    seeded = to_unit_range(gs(export.seed_latents(SEEDS, TINY.latent_size))).numpy()
     np.testing.assert_allclose(run["seeded"], seeded, atol=1e-6)
     decoded = np.stack([tf.io.decode_png(png).numpy() for png in run["png"]])
     assert decoded.shape == (4, 16, 16, 3) and decoded.dtype == np.uint8
     np.testing.assert_allclose(decoded, np.rint(seeded * 255), atol=1)
     metadata = json.loads(run["metadata"].item())
     assert metadata["images_seen"] == 1234 and metadata["resolution"] == 16 and metadata["latent_size"] == 16
-    assert NetworkConfig.from_dict(metadata["network_config"]) == TINY
+    assert NetworkConfig(**metadata["network_config"]) == TINY
 
 
 def test_same_seed_is_bit_identical_across_processes(exported, fresh_processes):
@@ -171,12 +173,10 @@ def test_seed_latents_are_a_pure_function_of_each_seed():
     assert abs(many.mean()) < 0.05 and abs(many.std() - 1) < 0.05
 
 
-def test_export_refuses_existing_dirs_and_fading_models_and_leaves_no_temp_dirs(tmp_path, exported):
+def test_export_refuses_existing_dirs_and_leaves_no_temp_dirs(tmp_path, exported):
     gs, path = exported
     with pytest.raises(FileExistsError):
         export.export_generator(gs, TINY, path, {})
-    with pytest.raises(ValueError, match="fade"):
-        export.export_generator(tiny_generator(fading=True), TINY, tmp_path / "2", {})
     target = tmp_path / "1"
     target.mkdir()
     export.export_generator(gs, TINY, target, {"images_seen": 9}, overwrite=True)
@@ -184,29 +184,44 @@ def test_export_refuses_existing_dirs_and_fading_models_and_leaves_no_temp_dirs(
     assert sorted(os.listdir(tmp_path)) == ["1"]
 
 
-def test_export_run_numbers_versions_and_exports_lower_stages(tmp_path):
-    gs = tiny_generator(seed=2, fading=True)  # mid-fade: the 8x8 generator is complete as well
-    set_alpha(gs, 0.5)
+def test_export_directories_and_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = export.export_generator(tiny_generator(), TINY, tmp_path / "models" / "1", {})
+    finally:
+        os.umask(old)
+    modes = {os.path.relpath(os.path.join(d, n), path): os.stat(os.path.join(d, n)).st_mode & 0o777
+             for d, dirs, files in os.walk(path) for n in dirs + files}
+    assert os.stat(path).st_mode & 0o777 == 0o755
+    assert modes and all(mode in (0o755, 0o644) for mode in modes.values()), modes
+
+
+def test_export_run_shows_what_training_showed(tmp_path):
+    """Mid-fade, the default export is the fading network at the checkpoint's alpha: the function
+    the training grids sample. --resolution picks either complete stable network instead."""
+    gs = tiny_generator(seed=2, fading=True)
+    set_alpha(gs, 0.3)
     run_dir = make_run(tmp_path / "run", gs, images_seen=4242)
     base = tmp_path / "models"
     first = export.export_run(run_dir, base)
     second = export.export_run(run_dir, base, resolution=8)
-    assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"] and export.versions(base) == [1, 2]
+    third = export.export_run(run_dir, base, resolution=16)
+    assert [os.path.basename(p) for p in (first, second, third)] == ["1", "2", "3"]
+    assert export.versions(base) == [1, 2, 3]
     assert export.read_metadata(first)["images_seen"] == 4242
     assert export.read_metadata(first)["checkpoint_phase"] == "fade"
-    assert export.read_metadata(second)["resolution"] == 8
-    # Exported at alpha = 1, without the fade branch.
+    assert export.read_metadata(first)["alpha"] == pytest.approx(0.3)
+    assert export.read_metadata(second)["resolution"] == 8 and export.read_metadata(third)["alpha"] == 1.0
+    z = export.seed_latents([4, 5], TINY.latent_size)
+    seeds = tf.constant([4, 5], tf.int64)
+    served = tf.saved_model.load(first).signatures["generate"](seeds=seeds)["images"]
+    np.testing.assert_allclose(served, to_unit_range(gs(z)), atol=1e-5)  # alpha 0.3, as trained
+    reloaded = keras.models.load_model(os.path.join(first, export.KERAS_FILE))
+    np.testing.assert_allclose(reloaded(z), gs(z), atol=1e-5)
     set_alpha(gs, 1.0)
-    z = export.seed_latents([4], TINY.latent_size)
-    images = tf.saved_model.load(first).signatures["generate"](seeds=tf.constant([4], tf.int64))["images"]
-    np.testing.assert_allclose(images, export.to_unit_range(gs(z)), atol=1e-5)
+    stable = tf.saved_model.load(third).signatures["generate"](seeds=seeds)["images"]
+    np.testing.assert_allclose(stable, to_unit_range(gs(z)), atol=1e-5)
+    assert not np.allclose(served, stable, atol=1e-3)
     with pytest.raises(FileExistsError):
         export.export_run(run_dir, base, version=2)
-    assert export.find_export(str(base)) == os.path.join(str(base), "2")
-
-
-def test_interpolation_latents_pass_through_every_keyframe():
-    keys = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
-    walk = export.interpolation_latents(keys, 4)
-    assert walk.shape == (12, 8)
-    np.testing.assert_allclose(walk[::4], keys, atol=1e-6)
+    assert export.find_export(str(base)) == os.path.join(str(base), "3")

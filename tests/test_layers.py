@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from layer_contract import check_layer_contract
 from progan_tf.layers import (Downsample2D, FadeIn, LeakyReLU, MinibatchStdDev, PixelNorm, Upsample2D,
-                              WeightScaledConv2D, WeightScaledDense, fade_reals, leaky_relu)
+                              WeightScaledConv2D, WeightScaledDense)
+from progan_tf.ops import fade_reals, leaky_relu
 
 
 @pytest.mark.parametrize("layer_cls, kwargs, in_shape, out_shape, n_weights, n_trainable, is_list", [

@@ -99,7 +99,7 @@ def _loss_and_grads(name, critic, reals, fakes, joint):
 def test_joint_pass_over_reals_and_fakes_is_the_same_loss(name):
     """One D pass over [reals; fakes] gives the losses and D gradients of two passes,
     minibatch-stddev groups included (batch 8, groups of 4)."""
-    from progan_tf.training.trainer import joint_d_pass
+    from progan_tf.training.step import joint_d_pass
     net, critic, reals, fakes = _critic_and_batches(8)
     assert joint_d_pass(net, 8)
     separate, separate_grads = _loss_and_grads(name, critic, reals, fakes, joint=False)
@@ -112,7 +112,7 @@ def test_joint_pass_over_reals_and_fakes_is_the_same_loss(name):
 def test_joint_pass_is_not_taken_when_a_stddev_group_would_span_reals_and_fakes():
     """Batch 2 < group 4: each pass alone is one group of 2, a joint pass one group of 4.
     That is another function, so the trainer keeps the passes apart there."""
-    from progan_tf.training.trainer import joint_d_pass
+    from progan_tf.training.step import joint_d_pass
     net, critic, reals, fakes = _critic_and_batches(2)
     assert not joint_d_pass(net, 2) and joint_d_pass(net, 4)
     separate, _ = _loss_and_grads("lsgan", critic, reals, fakes, joint=False)

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from progan_tf.networks import (NetworkConfig, build_discriminator, build_generator, grow_weights, set_alpha)
+from progan_tf.networks import (NetworkConfig, build_discriminator, build_generator, copy_weights, set_alpha)
 
 TINY = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=16)
 
@@ -46,8 +46,8 @@ def test_grown_models_at_alpha_zero_equal_the_previous_stage(resolution):
     for w in old_g.weights + old_d.weights:
         w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.1 if "bias" in w.name else 1.0))
     new_g, new_d = build_generator(TINY, resolution, fading=True), build_discriminator(TINY, resolution, fading=True)
-    grow_weights(old_g, new_g)
-    grow_weights(old_d, new_d)
+    copy_weights(old_g, new_g)
+    copy_weights(old_d, new_d)
     z = rng.standard_normal((4, TINY.latent_size)).astype(np.float32)
     x = rng.standard_normal((4, resolution, resolution, 3)).astype(np.float32)
 
@@ -69,7 +69,7 @@ def test_fade_then_stable_keeps_the_alpha_one_output():
     fading = build_generator(TINY, 16, fading=True)
     set_alpha(fading, 1.0)
     stable = build_generator(TINY, 16)
-    grow_weights(fading, stable)
+    copy_weights(fading, stable)
     z = np.random.default_rng(0).standard_normal((2, TINY.latent_size)).astype(np.float32)
     np.testing.assert_array_equal(stable(z).numpy(), fading(z).numpy())
 
@@ -88,31 +88,30 @@ def test_fused_upsample_generator_equals_the_unfused_one():
             w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.1 if "bias" in w.name else 1.0))
         set_alpha(unfused, 0.3)
         set_alpha(fused, 0.3)
-        assert sorted(grow_weights(unfused, fused)) == sorted(
+        assert sorted(copy_weights(unfused, fused)) == sorted(
             layer.name for layer in unfused.layers if layer.weights and layer.name != "g_fade")
         z = rng.standard_normal((4, TINY.latent_size)).astype(np.float32)
         expected = unfused(z).numpy()
         np.testing.assert_allclose(fused(z).numpy(), expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
-def test_configs_saved_before_fused_upsample_existed_load_unfused():
-    legacy = {k: v for k, v in TINY.to_dict().items() if k != "fused_upsample"}
-    assert NetworkConfig.from_dict(legacy).fused_upsample == 0
-    assert NetworkConfig.from_dict(TINY.to_dict()) == TINY
-
-
-def test_grow_weights_rejects_models_that_do_not_belong_together():
+def test_copy_weights_rejects_models_that_do_not_belong_together():
     other = NetworkConfig(resolution=32, latent_size=16, fmap_base=128, fmap_max=8)
     with pytest.raises(ValueError, match="g_block_4_dense"):
-        grow_weights(build_generator(other, 4), build_generator(TINY, 8, fading=True))
+        copy_weights(build_generator(other, 4), build_generator(TINY, 8, fading=True))
     with pytest.raises(ValueError, match="have no weights to copy"):
-        grow_weights(build_generator(TINY, 4), build_generator(TINY, 16, fading=True))
+        copy_weights(build_generator(TINY, 4), build_generator(TINY, 16, fading=True))
+    # Reading a stable network out of a fading one needs every layer; growth needs only the old ones.
+    fading, stable = build_generator(TINY, 16, fading=True), build_generator(TINY, 16)
+    assert "g_block_16_conv0" in copy_weights(fading, stable, require_all=True)
+    with pytest.raises(ValueError, match=r"\['g_block_16_conv0'"):
+        copy_weights(build_generator(TINY, 8), stable, require_all=True)
 
 
 def test_invalid_configs_are_rejected():
     with pytest.raises(ValueError, match="power of two"):
         NetworkConfig(resolution=48)
-    with pytest.raises(ValueError, match="fused_upsample must be 0"):
+    with pytest.raises(ValueError, match=r"fused_upsample=12 must be 0 \(off\)"):
         NetworkConfig(resolution=32, fused_upsample=12)
     with pytest.raises(ValueError, match="not a stage"):
         build_generator(TINY, 64)

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf.data.pipeline import ArraySource
+from progan_tf.data.pipeline import ArrayDataset
 from progan_tf.data.synthetic import synthetic_images
 from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
-from progan_tf.training.trainer import TrainConfig, Trainer
+from progan_tf.training.config import TrainConfig
+from progan_tf.training.trainer import Trainer
 
 NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16)
 SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.064, stable_kimg=0.064, total_kimg=None, batch_sizes={4: 8, 8: 8})
-SOURCE = ArraySource(synthetic_images(64, 8)[0])
+SOURCE = ArrayDataset(synthetic_images(64, 8)[0])
 STRATEGY = tf.distribute.OneDeviceStrategy("/cpu:0")
 
 

@@ -1,16 +1,24 @@
 """The product against tests/reference/, a plain second implementation written from the paper.
 
-Comparisons are relative to the size of the tensor compared: err = max|product - reference| /
-max|reference|, per loss series, weight, Adam slot and fade alpha. The margins, as measured here:
-- Losses, G/D/Gs weights and alphas: TOLERANCE 1e-4. The two float32 implementations differ by
-  1e-8..3e-7 in losses and 1e-7..2e-5 in weights after 5 steps.
-- Adam slots (the raw gradients and their squares): SLOT_TOLERANCE 1e-2. They agree to 2e-6..1e-4,
-  except that a leaky-ReLU input within rounding of zero can take the other slope in one of the
-  two implementations: that moved one step's gradients by up to 3e-3 in one case.
-The one-line semantic bugs of benchmarks/mutants.py move these numbers by 1e-3..1e+4 times the
-tolerance (each flag test below asserts that its flag moves the step by more than 10 tolerances).
+Every iteration is checked on its own: the reference starts from the product's state before it.
+What is compared, and the margins as measured on this machine:
+- Losses: max |product - reference| / |reference| < 1e-4. They agree to 1e-8..1e-6.
+- Weight updates of G, D and Gs, in units of the learning rate: e = |update_p - update_r| / lr per
+  element. 99.5 % of the elements of every step must agree to UPDATE_TOLERANCE = 0.02 lr and all of
+  them to 5 lr. They agree to about 1e-4 lr; but GAN training is chaotic: an element whose gradient
+  is near zero (a sum that cancels), or a leaky-ReLU input within rounding of zero, can take the
+  other sign in one implementation, and Adam (beta1 = 0) turns that into a whole step the other
+  way. Perturbing the start by 1e-6 did that to a handful of elements (up to 2 lr); a bug moves
+  the bulk (Adam's bias correction off by one step: 0.41 lr everywhere).
+- Adam slots m and v per element, relative to their tensor's largest value: 99.5 % < 0.02, all
+  < 0.5. They agree to 1e-5, but one leaky-ReLU unit of D taking the other slope moves every G
+  gradient by ~0.1 % (seen: 1.3e-3), and a 3-element toRGB bias gradient by up to 0.1.
+- Fade alphas of G, D and Gs: exactly the step's alpha.
+The one-line semantic bugs of benchmarks/mutants.py exceed these limits by 10x to 10^4x (each flag
+test below asserts that its flag moves the step by more than 10 limits).
 """
 import dataclasses
+import json
 import math
 
 import keras
@@ -18,22 +26,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf.data.pipeline import ArraySource
+from progan_tf.data.pipeline import ArrayDataset
 from progan_tf.data.synthetic import synthetic_images
 from progan_tf.layers import LeakyReLU, WeightScaledConv2D, WeightScaledDense
 from progan_tf.networks import (NetworkConfig, build_discriminator, build_generator, fade_layers, initialize_weights,
                                 set_alpha)
 from progan_tf.schedule import Schedule
-from progan_tf.training.trainer import TrainConfig, Trainer
+from progan_tf.training.config import TrainConfig
+from progan_tf.training.trainer import Trainer
 from reference import progan as ref
 from test_training import _strategy
 
-TOLERANCE = 1e-4
-SLOT_TOLERANCE = 1e-2
+TOLERANCE = 1e-4  # losses, relative
+UPDATE_TOLERANCE, UPDATE_MAX = 0.02, 5.0  # weight updates, in learning rates: 99.5 % of elements / all
+SLOT_TOLERANCE, SLOT_MAX = 2e-2, 0.5  # Adam slots, relative to each tensor's largest value
+BULK = 99.5  # the percentile of elements held to the tight limits
 NET = NetworkConfig(resolution=16, latent_size=8, fmap_base=64, fmap_max=16)  # nf 16, 16, 8; fused from 16
 SCHEDULE = Schedule(max_resolution=16, fade_kimg=0.08, stable_kimg=0.08, total_kimg=None,
                     batch_sizes={4: 8, 8: 8, 16: 8})
-SOURCE = ArraySource(synthetic_images(64, 16)[0])
+SOURCE = ArrayDataset(synthetic_images(64, 16)[0])
 FADE_16, STABLE_16 = 3, 4  # phase indices: 4 stable, 8 fade, 8 stable, 16 fade, 16 stable
 FIRST_STEP = 100  # a step number far from 0, so a draw keyed by anything else shows
 SEED = 3
@@ -43,7 +54,7 @@ HP = ref.Hyper(g_ema_beta=0.9)  # the paper's values but a faster average, so th
 def arch(net):
     return ref.Arch(latent_size=net.latent_size, num_channels=net.num_channels, fmap_base=net.fmap_base,
                     fmap_decay=net.fmap_decay, fmap_max=net.fmap_max, mbstd_group_size=net.mbstd_group_size,
-                    use_wscale=net.use_wscale, use_pixelnorm=net.use_pixelnorm)
+                    use_wscale=net.wscale, use_pixelnorm=net.pixelnorm)
 
 
 def weights(model):
@@ -78,7 +89,7 @@ def worst(pairs):
 @pytest.mark.parametrize("res,fading", [(4, False), (8, False), (8, True), (16, False), (16, True)])
 def test_forward_passes_equal_the_reference(res, fading):
     configs = [NET, dataclasses.replace(NET, fused_upsample=8),  # blocks 8 and 16 fused: the same function
-               dataclasses.replace(NET, use_wscale=False), dataclasses.replace(NET, use_pixelnorm=False)]
+               dataclasses.replace(NET, wscale=False), dataclasses.replace(NET, pixelnorm=False)]
     for config in configs:
         g, d = build_generator(config, res, fading), build_discriminator(config, res, fading)
         randomize([g, d], seed=res)
@@ -146,7 +157,7 @@ def test_parameter_counts_match_table_2_layer_by_layer():
 
 def test_without_wscale_weights_start_he_initialised_and_run_unscaled():
     """--nowscale changes the initial std and the run-time scale, nothing else (Table 1's ablation)."""
-    plain = dataclasses.replace(NET, use_wscale=False)
+    plain = dataclasses.replace(NET, wscale=False)
     for build in (build_generator, build_discriminator):
         scaled, unscaled = build(NET, 16), build(plain, 16)
         initialize_weights(scaled, seed=1)
@@ -213,7 +224,10 @@ def _ref_snapshot(state):
 
 
 def compare(product, reference):
-    """{quantity: relative error}; the counts of what was compared must agree exactly."""
+    """{"<part>:<weight>": (product, reference)} of G, D, Gs and both optimisers' slots.
+
+    The counts and names of what is compared must agree exactly.
+    """
     assert product["t"] == reference["t"]
     pairs = {}
     for part in ("G", "D", "Gs", "g_opt", "d_opt"):
@@ -222,18 +236,34 @@ def compare(product, reference):
     return pairs
 
 
-def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), calls=(1, 4), steps_per_call=4, net=NET,
-             schedule=SCHEDULE, baseline=None, **train):
-    """The product's compiled distributed step and the reference from the same start and draws.
+def _state_from(snapshot):
+    """A reference State holding the product's weights, Adam slots and step count."""
+    as_tf = lambda d: {k: tf.constant(v) for k, v in d.items()}
+    slot = lambda part, kind: {k[:-2]: tf.constant(v) for k, v in snapshot[part].items() if k.endswith("/" + kind)}
+    return ref.State(as_tf(snapshot["G"]), as_tf(snapshot["D"]), as_tf(snapshot["Gs"]), slot("g_opt", "m"),
+                     slot("g_opt", "v"), slot("d_opt", "m"), slot("d_opt", "v"), snapshot["t"])
+
+
+def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), steps=5, steps_per_call=4, net=NET, schedule=SCHEDULE,
+             baseline=None, **train):
+    """Iterations of the product's compiled distributed step, each checked against the reference.
+
+    Each iteration is one call of the k-step function the trainer runs (count 1 of k). The
+    reference starts every iteration from the product's state before it (weights, Adam slots
+    and step count) with the same reals and random draws. GAN training is chaotic (a leaky-ReLU
+    input near zero can take either slope under float rounding, and Adam with beta1 = 0 turns
+    tiny gradients into whole steps), so two float32 implementations run apart for 5 steps
+    would drift by more than a bug's worth; checked step by step, they agree to 1e-6.
 
     Args:
       hp: the reference's hyper-parameters, written out by the test (never read from the product).
-      calls: steps per call of the product's step function (its `count`); compared after each call.
-      baseline: optional (Hyper, Arch) of a second reference run, to show how far a flag moves the step.
+      steps: iterations, each compared.
+      baseline: optional (Hyper, Arch) of a second reference, to show how far a flag moves the step.
       **train: TrainConfig fields of the product.
 
     Returns:
-      (results, baseline results): per call (product losses, reference losses, {quantity: (product, reference)}).
+      (results, baseline results): per iteration (product losses, reference losses,
+      {quantity: (product, reference)}, {weight: value before}, learning rate), as `step_errors` takes them.
     """
     trainer = _trainer(tmp_path, devices, net, schedule, steps_per_call=steps_per_call, **train)
     phase = schedule.phases()[phase_index]
@@ -241,53 +271,70 @@ def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), calls=(1, 4), steps
     randomize([models.G, models.D], seed=11)
     randomize([models.Gs], seed=12)  # Gs unlike G, so both terms of the average show
     references = [(hp, arch(net))] + ([baseline] if baseline else [])
-    states = [ref.State.fresh(weights(models.G), weights(models.D), weights(models.Gs)) for _ in references]
-    reals = _global_batches(trainer, phase, sum(calls))
+    reals = _global_batches(trainer, phase, steps)
     step_fn, data = trainer.make_train_step(models, steps_per_call), trainer.dataset_iterator(phase, 0)
-    results, step = [[] for _ in references], FIRST_STEP
-    for count in calls:
-        alphas = [0.3 + 0.01 * (step - FIRST_STEP + i) if phase.fading else 1.0 for i in range(count)]
-        padded = alphas + [0.0] * (steps_per_call - count)
-        seen = [phase.start + (step - FIRST_STEP + i) * phase.batch_size for i in range(count)]
-        betas = [trainer.config.ema_beta(phase.batch_size, n) for n in seen] + [0.0] * (steps_per_call - count)
-        d, g = step_fn(data, tf.constant(step, tf.int64), tf.constant(padded, tf.float32),
-                       tf.constant(betas, tf.float32), tf.constant(count))
-        product_losses = np.stack([d.numpy()[:count], g.numpy()[:count]], 1)
-        snapshot = _snapshot(models)
-        # Every fade of G, D and Gs (which samples and exports show) holds the alpha of the last step.
-        fades = {f"alpha:{part}": (layer.alpha.numpy(), np.float32(alphas[-1])) for part in ("G", "D", "Gs")
+    results = [[] for _ in references]
+    for i in range(steps):
+        step, alpha = FIRST_STEP + i, 0.3 + 0.01 * i if phase.fading else 1.0
+        seen = phase.start + i * phase.batch_size
+        before = _snapshot(models)
+        pad = [0.0] * (steps_per_call - 1)
+        d, g = step_fn(data, tf.constant(step, tf.int64), tf.constant([alpha] + pad, tf.float32),
+                       tf.constant([trainer.config.ema_beta(phase.batch_size, seen)] + pad, tf.float32),
+                       tf.constant(1))
+        product_losses = np.array([d.numpy()[0], g.numpy()[0]])
+        after = _snapshot(models)
+        # Every fade of G, D and Gs (which samples and exports show) holds the step's alpha.
+        fades = {f"alpha:{part}": (layer.alpha.numpy(), np.float32(alpha)) for part in ("G", "D", "Gs")
                  for layer in fade_layers(getattr(models, part))}
         assert len(fades) == (3 if phase.fading else 0)
+        z_d, mixing, z_g = ref.draws(SEED, step, phase.batch_size, net.latent_size)
         for r, (ref_hp, ref_arch) in enumerate(references):
-            reference_losses = []
-            for i in range(count):
-                z_d, mixing, z_g = ref.draws(SEED, step + i, phase.batch_size, net.latent_size)
-                states[r], d_loss, g_loss = ref.iteration(
-                    states[r], ref_arch, ref_hp, phase.resolution, reals[step + i - FIRST_STEP], z_d, mixing, z_g,
-                    alphas[i] if phase.fading else None, seen[i])
-                reference_losses.append([d_loss, g_loss])
-            pairs = {**compare(snapshot, _ref_snapshot(states[r])), **fades}
-            results[r].append((product_losses, np.array(reference_losses), pairs))
-        step += count
+            state, d_loss, g_loss = ref.iteration(_state_from(before), ref_arch, ref_hp, phase.resolution, reals[i],
+                                                  z_d, mixing, z_g, alpha if phase.fading else None, seen)
+            pairs = {**compare(after, _ref_snapshot(state)), **fades}
+            flat_before = {f"{part}:{k}": v for part in ("G", "D", "Gs") for k, v in before[part].items()}
+            results[r].append((product_losses, np.array([d_loss, g_loss]), pairs, flat_before, ref_hp.lr))
     return results if baseline else results[0]
 
 
+def _bulk_and_max(values):
+    """{name: per-element errors} -> ((the BULK percentile of all elements, worst tensor), (max, where))."""
+    flat = np.concatenate([v.ravel() for v in values.values()])
+    worst_tensor = max(values, key=lambda k: np.percentile(values[k], BULK))
+    return (float(np.percentile(flat, BULK)), worst_tensor), (float(flat.max()), max(values, key=lambda k: values[k].max()))
+
+
+def step_errors(product_losses, reference_losses, pairs, before, lr):
+    """The measures of one iteration (module docstring): kind -> (value, where)."""
+    updates, slots, alphas = {}, {}, {}
+    for key, (got, want) in pairs.items():
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        if key.startswith(("g_opt:", "d_opt:")):
+            slots[key] = np.abs(got - want) / max(np.abs(want).max(), 1e-30)
+        elif key.startswith("alpha:"):
+            alphas[key] = float(np.abs(got - want))
+        else:  # the weights moved by the same update
+            updates[key] = np.abs((got - before[key]) - (want - before[key])) / lr
+    (update_bulk, update_max), (slot_bulk, slot_max) = _bulk_and_max(updates), _bulk_and_max(slots)
+    return {"losses": (relative_error(product_losses, reference_losses), "losses"), "updates": update_bulk,
+            "updates_max": update_max, "slots": slot_bulk, "slots_max": slot_max,
+            "alphas": (max(alphas.values(), default=0.0), "alpha")}
+
+
+LIMITS = {"losses": TOLERANCE, "updates": UPDATE_TOLERANCE, "updates_max": UPDATE_MAX, "slots": SLOT_TOLERANCE,
+          "slots_max": SLOT_MAX, "alphas": 0.0}
+
+
 def errors(results):
-    """Per call: (losses, weights, Adam slots) -> (largest relative error, where)."""
-    out = []
-    for product_losses, reference_losses, pairs in results:
-        slots = {k: v for k, v in pairs.items() if k.startswith(("g_opt:", "d_opt:"))}
-        out.append({"losses": (relative_error(product_losses, reference_losses), "losses"),
-                    "weights": worst({k: v for k, v in pairs.items() if k not in slots}),
-                    "slots": worst(slots)})
-    return out
+    """step_errors of every iteration of `run_both`'s results."""
+    return [step_errors(*result) for result in results]
 
 
-def assert_matches(results, tolerance=TOLERANCE, slot_tolerance=SLOT_TOLERANCE):
-    for call, errs in enumerate(errors(results)):
+def assert_matches(results):
+    for step, errs in enumerate(errors(results)):
         for kind, (err, name) in errs.items():
-            limit = slot_tolerance if kind == "slots" else tolerance
-            assert err < limit, f"call {call + 1}: {name} differs from the reference by {err:.2e} (relative)"
+            assert err <= LIMITS[kind], f"iteration {step + 1}: {kind} of {name} off by {err:.2e} (limit {LIMITS[kind]})"
 
 
 CASES = [(loss, phase, devices) for loss in ("wgan_gp", "lsgan", "logistic") for phase in (STABLE_16, FADE_16)
@@ -298,14 +345,13 @@ CASES = [(loss, phase, devices) for loss in ("wgan_gp", "lsgan", "logistic") for
 
 @pytest.mark.parametrize("loss,phase_index,devices", CASES)
 def test_training_step_equals_the_reference(tmp_path, loss, phase_index, devices):
-    """After 1 and after 5 iterations: both losses, every G, D and Gs weight, every Adam slot."""
+    """Each of 5 iterations: both losses, every G, D and Gs weight, every Adam slot, every alpha."""
     assert_matches(run_both(tmp_path, phase_index, dataclasses.replace(HP, loss=loss), devices, loss=loss))
 
 
 def _moved(results):
-    """How far the product moved from a baseline reference, in tolerances: the largest error/tolerance."""
-    return max(err / (SLOT_TOLERANCE if kind == "slots" else TOLERANCE)
-               for kind, (err, _) in errors(results)[-1].items())
+    """How far the product moved from a baseline reference, in limits: the largest error / limit."""
+    return max(err / LIMITS[kind] for kind, (err, _) in errors(results)[-1].items() if LIMITS[kind])
 
 
 # flag: (TrainConfig fields, network, schedule, the reference's hyper-parameters).
@@ -322,7 +368,7 @@ FLAG_CASES = {
                    dataclasses.replace(HP, g_ema_kimg=0.02, g_ema_rampup=0.05)),
     "learning_rates": ({}, NET, dataclasses.replace(SCHEDULE, learning_rates={8: 0.01, 16: 0.004}), 
                        dataclasses.replace(HP, lr=0.004)),
-    "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, base_lr=0.003), dataclasses.replace(HP, lr=0.003)),
+    "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, learning_rate=0.003), dataclasses.replace(HP, lr=0.003)),
     "mbstd_group_size": ({}, dataclasses.replace(NET, mbstd_group_size=2), SCHEDULE, HP),
 }
 
@@ -333,24 +379,26 @@ def test_each_flag_changes_the_step_as_the_reference_predicts(tmp_path, flag):
     train, net, schedule, hp = FLAG_CASES[flag]
     loss = train.get("loss", "wgan_gp")
     baseline = (dataclasses.replace(HP, loss=loss), arch(NET))
-    results, moved = run_both(tmp_path, STABLE_16, hp, calls=(2,), steps_per_call=2, net=net, schedule=schedule,
-                              baseline=baseline, **train)
+    results, moved = run_both(tmp_path, STABLE_16, hp, steps=2, net=net, schedule=schedule, baseline=baseline,
+                              **train)
     assert_matches(results)
     assert _moved(moved) > 10, f"{flag} moves the step by only {_moved(moved):.1f} tolerances"
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_step_follows_the_float32_reference(tmp_path, precision):
-    """Within reduced precision's own rounding: losses and weights measured 0.5-2.4 % off after 2 steps
-    (float16 keeps 11 bits, bfloat16 8). A loss-scale bug (a penalty gradient left scaled by 2^15) is off
-    by orders of magnitude more. Adam slots are not compared: low-precision gradients flip signs."""
+    """Both losses of each step within reduced precision's own rounding (float16 keeps 11 bits,
+    bfloat16 8): measured 0.2-0.6 % off the float32 reference. A loss-scale bug (the penalty's inner
+    gradient left scaled by 2^15) is off by orders of magnitude more. Updates and slots are not
+    compared: low-precision gradients flip the sign of many small ones, and the float16 loss scale
+    skips the steps whose scaled gradients overflow while it settles."""
     keras.mixed_precision.set_dtype_policy(precision)
     try:
-        results = run_both(tmp_path, FADE_16, HP, calls=(2,), steps_per_call=2, precision=precision)
+        results = run_both(tmp_path, FADE_16, HP, steps=2, precision=precision)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    errs = errors(results)[-1]
-    assert errs["losses"][0] < 5e-2 and errs["weights"][0] < 5e-2, errs
+    for errs in errors(results):
+        assert errs["losses"][0] < 2e-2, errs
 
 
 # ---- data, growth and the loop ---------------------------------------------------------------
@@ -406,20 +454,26 @@ def test_every_phase_switch_grows_as_the_paper_prescribes(tmp_path):
             np.testing.assert_allclose(grown.D(x).numpy(), previous.D(ref.downscale(x)).numpy(), atol=1e-4)
 
 
+# 4x4 stable 0-16, 8x8 fade 16-40, 8x8 stable 40-72, at a learning rate so small that the run stays where it
+# started: chaos cannot amplify float rounding over the 7 steps, while the loop's own decisions (alpha, draws,
+# growth, fresh optimisers, Gs decay) still move every loss, slot and Gs weight by orders of magnitude more.
 LOOP_SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.024, stable_kimg=0.016, total_kimg=0.072,
-                         batch_sizes={4: 8, 8: 8})  # 4x4 stable 0-16, 8x8 fade 16-40, 8x8 stable 40-72
+                         batch_sizes={4: 8, 8: 8}, learning_rate=1e-5)
 
 
 def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
-    """trainer.train(): 2 steps at 4x4, 3 fading (alpha 0, 1/3, 2/3 by images seen), 2 at 8x8 stable."""
+    """trainer.train(): 2 steps at 4x4, 3 fading (alpha 0, 1/3, 2/3 by images seen), 2 at 8x8 stable,
+    each step's losses (a tick per step) and the final weights, slots and Gs against the reference."""
     net = dataclasses.replace(NET, resolution=8, fused_upsample=8)
-    train = dict(steps_per_call=2, tick_kimg=1, checkpoint_kimg=1, grid_size=4, g_ema_kimg=0.02, g_ema_rampup=0.5)
-    hp = dataclasses.replace(HP, g_ema_kimg=0.02, g_ema_rampup=0.5)
+    train = dict(steps_per_call=2, tick_kimg=0.008, checkpoint_kimg=1, grid_size=4, g_ema_kimg=0.02,
+                 g_ema_rampup=0.5)
+    hp = dataclasses.replace(HP, lr=1e-5, g_ema_kimg=0.02, g_ema_rampup=0.5)
     trainer = _trainer(tmp_path, ("/cpu:0",), net, LOOP_SCHEDULE, **train)
     trainer.train(stop_at_images=56)
     assert int(trainer.models.g_opt.iterations.numpy()) == 2  # fresh at the 8x8 stable phase
+    logged = [(t["loss/D"], t["loss/G"]) for t in map(json.loads, open(tmp_path / "run" / "metrics.jsonl"))]
     probe = _trainer(tmp_path / "probe", ("/cpu:0",), net, LOOP_SCHEDULE, **train)
-    phases, state, step, previous = LOOP_SCHEDULE.phases(), None, 0, None
+    phases, state, step, previous, losses = LOOP_SCHEDULE.phases(), None, 0, None, []
     for phase, steps in zip(phases, (2, 3, 2)):
         fresh = probe.build_phase(phase)  # the initial weights the trainer draws for this phase
         start = weights(fresh.G), weights(fresh.D), weights(fresh.Gs)
@@ -430,20 +484,25 @@ def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
         for i, reals in enumerate(_global_batches(probe, phase, steps)):
             alpha = (phase.batch_size * i) / (phase.end - phase.start) if phase.fading else None
             z_d, mixing, z_g = ref.draws(SEED, step, phase.batch_size, net.latent_size)
-            state, _, _ = ref.iteration(state, arch(net), hp, phase.resolution, reals, z_d, mixing, z_g, alpha,
-                                        images_seen=phase.start + phase.batch_size * i)
+            state, d_loss, g_loss = ref.iteration(state, arch(net), hp, phase.resolution, reals, z_d, mixing, z_g,
+                                                  alpha, images_seen=phase.start + phase.batch_size * i)
+            losses.append((d_loss, g_loss))
             step += 1
         previous = state
+    assert len(logged) == 7 and relative_error(logged, losses) < TOLERANCE, (logged, losses)
     pairs = compare(_snapshot(trainer.models), _ref_snapshot(state))
     err, name = worst({k: v for k, v in pairs.items() if not k.startswith(("g_opt:", "d_opt:"))})
-    assert err < TOLERANCE, f"{name} differs from the reference by {err:.2e}"
+    assert err < TOLERANCE, f"{name} differs from the reference by {err:.2e}"  # lr 1e-5: the weights stay put
+    slots = {k: np.abs(a - b) / np.abs(b).max() for k, (a, b) in pairs.items() if k.startswith(("g_opt:", "d_opt:"))}
+    (bulk, where), (largest, at) = _bulk_and_max(slots)
+    assert bulk < SLOT_TOLERANCE and largest < SLOT_MAX, (bulk, where, largest, at)
 
 
 def test_nogrowing_trains_the_final_networks_from_the_start_on_the_same_budget(tmp_path):
-    flat = SCHEDULE.without_growing()
+    flat = dataclasses.replace(SCHEDULE, growing=False)
     (phase,) = flat.phases()
     assert (phase.resolution, phase.fading, phase.start, phase.end) == (16, False, 0, SCHEDULE.total_images)
-    assert (phase.batch_size, phase.learning_rate) == (SCHEDULE.batch_size(16), SCHEDULE.learning_rate(16))
+    assert (phase.batch_size, phase.learning_rate) == (SCHEDULE.batch_size(16), SCHEDULE.learning_rate_at(16))
     first = _trainer(tmp_path, ("/cpu:0",), NET, flat).build_phase(phase)
     last = _trainer(tmp_path / "p", ("/cpu:0",), NET, SCHEDULE).build_phase(SCHEDULE.phases()[-1])
     for a, b in ((first.G, last.G), (first.D, last.D)):
@@ -451,9 +510,8 @@ def test_nogrowing_trains_the_final_networks_from_the_start_on_the_same_budget(t
 
 
 def test_noema_makes_gs_the_generator_itself(tmp_path):
-    """g_ema_beta = 0 (what --noema sets): after a step Gs is G, bit for bit."""
-    results = run_both(tmp_path, FADE_16, dataclasses.replace(HP, g_ema_beta=0.0), calls=(2,), steps_per_call=2,
-                       g_ema_beta=0.0)
+    """--noema: after a step Gs is G, bit for bit."""
+    results = run_both(tmp_path, FADE_16, dataclasses.replace(HP, g_ema_beta=0.0), steps=2, ema=False)
     assert_matches(results)
     pairs = results[-1][2]
     for key, (gs, _) in pairs.items():
@@ -474,8 +532,8 @@ CLI_FLAGS = {
     "--mirror": (lambda n, s, t: t.mirror, True),
     "--seed=9": (lambda n, s, t: t.seed, 9),
     "--precision=mixed_bfloat16": (lambda n, s, t: t.precision, "mixed_bfloat16"),
-    "--learning_rate=0.002": (lambda n, s, t: s.learning_rate(8), 0.002),
-    "--learning_rates=16:0.004": (lambda n, s, t: (s.learning_rate(16), s.learning_rate(32)), (0.004, 0.001)),
+    "--learning_rate=0.002": (lambda n, s, t: s.learning_rate_at(8), 0.002),
+    "--learning_rates=16:0.004": (lambda n, s, t: (s.learning_rate_at(16), s.learning_rate_at(32)), (0.004, 0.001)),
     "--batch_sizes=4:8,16:12": (lambda n, s, t: (s.batch_size(4), s.batch_size(16)), (8, 12)),
     "--fade_kimg=7": (lambda n, s, t: s.fade_kimg, 7.0),
     "--stable_kimg=9": (lambda n, s, t: s.stable_kimg, 9.0),
@@ -486,10 +544,10 @@ CLI_FLAGS = {
     "--fmap_max=32": (lambda n, s, t: n.fmap_max, 32),
     "--fmap_decay=0.5": (lambda n, s, t: n.fmap_decay, 0.5),
     "--num_channels=1": (lambda n, s, t: n.num_channels, 1),
-    "--nowscale": (lambda n, s, t: n.use_wscale, False),
-    "--nopixelnorm": (lambda n, s, t: n.use_pixelnorm, False),
+    "--nowscale": (lambda n, s, t: n.wscale, False),
+    "--nopixelnorm": (lambda n, s, t: n.pixelnorm, False),
     "--nombstd": (lambda n, s, t: n.mbstd_group_size, 0),
-    "--noema": (lambda n, s, t: t.g_ema_beta, 0.0),
+    "--noema": (lambda n, s, t: (t.ema, t.ema_beta(32, 10_000)), (False, 0.0)),
     "--g_ema_kimg=10": (lambda n, s, t: t.g_ema_kimg, 10.0),
     "--g_ema_rampup=0.05": (lambda n, s, t: t.g_ema_rampup, 0.05),
     "--nogrowing": (lambda n, s, t: [(p.resolution, p.end) for p in s.phases()], [(32, 4_200_000)]),  # 4 stages
@@ -499,7 +557,7 @@ CLI_FLAGS = {
 def test_every_math_flag_of_progan_train_reaches_its_config_field():
     from absl import flags
 
-    from progan_tf.cli import train as cli
+    from progan_tf.cli import options as cli
     base = ["progan-train", "--resolution=32", "--total_kimg=0"]
     defaults = None
     for flag, (get, want) in CLI_FLAGS.items():

@@ -12,7 +12,7 @@ def test_paper_schedule_for_1024():
     assert (fade_1024.start, fade_1024.end) == (9_000_000, 9_600_000)
     assert schedule.total_images == 12_000_000
     assert [schedule.batch_size(r) for r in (4, 32, 64, 256, 1024)] == [128, 64, 32, 8, 4]
-    assert schedule.learning_rate(512) == 0.001 and schedule.learning_rate(1024) == 0.0015
+    assert schedule.learning_rate_at(512) == 0.001 and schedule.learning_rate_at(1024) == 0.0015
 
 
 def test_alpha_is_linear_in_images_seen():

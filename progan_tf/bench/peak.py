@@ -1,11 +1,11 @@
 """This machine's measured float32 peak in TensorFlow: a large matmul and 3x3 convolutions.
 
-  python benchmarks/peak.py [--json benchmarks/peak.json]
+  progan-bench --peak_only [--json peak.json]
 
 The convolution is timed forward + backward (Conv2D, Conv2DBackpropInput,
 Conv2DBackpropFilter: 3 x 2 x MACs) at the shapes ProGAN trains at, since that is
-what a training step is made of; `throughput.py` reports its achieved FLOP/s as a
-fraction of the best of these. MACs are counted as `progan_tf.flops` counts them:
+what a training step is made of; `progan-bench` reports its achieved FLOP/s as a
+fraction of the best of these. MACs are counted as `progan_tf.bench.flops` counts them:
 executed (taps on the image) for the peak, nominal (zero padding included) beside it.
 
 Timing follows the quiet-machine rule: every timed window also measures the CPU
@@ -14,7 +14,6 @@ time that other processes used during it, and a window in which they used more t
 within the time budget, the noisy windows are kept and the result says so
 (`"quiet": false`).
 """
-import argparse
 import json
 import statistics
 import time
@@ -22,7 +21,7 @@ import time
 import psutil
 import tensorflow as tf
 
-from progan_tf import flops as flops_lib
+from progan_tf.bench import flops as flops_lib
 
 MAX_OTHER_CORES = 0.15
 
@@ -236,15 +235,30 @@ def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
             "cpus": psutil.cpu_count(), "tensorflow": tf.__version__}
 
 
-def print_table(peak):
-    print(f"{'op':<18} {'shape':<26} {'GFLOP/s':>8} {'best':>8} {'nominal':>8} {'spread':>7} {'others':>7} quiet")
+def print_table(peak, print_fn=print):
+    print_fn(f"{'op':<18} {'shape':<26} {'GFLOP/s':>8} {'best':>8} {'nominal':>8} {'spread':>7} {'others':>7} quiet")
     for r in peak["results"]:
         shape = "x".join(map(str, r.get("shape", [r.get("n")] * 2)))
-        print(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['gflops_nominal']:8.1f} "
+        print_fn(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['gflops_nominal']:8.1f} "
               f"{r['spread']:7.1%} {max(r['other_cores']):7.2f} {'yes' if r['quiet'] else 'NO (machine busy)'}")
-    print(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s "
+    print_fn(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s "
           f"executed ({peak['conv_peak_gflops_nominal']:.1f} nominal)"
           + ("" if peak["quiet"] else "  [NOT QUIET: other processes used > 0.15 cores in some windows]"))
+
+
+def read_peak(path):
+    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used).
+
+    Raises:
+      ValueError: the file holds no usable peak.
+    """
+    with open(path, encoding="utf-8") as f:
+        peak = json.load(f)
+    peak = peak.get("peak") or peak
+    if "conv_peak_gflops_nominal" not in peak:
+        raise ValueError(f"{path} holds no peak measured with executed and nominal FLOPs told apart; "
+                         f"measure it again with --peak")
+    return peak
 
 
 def write_json(path, result):
@@ -252,29 +266,3 @@ def write_json(path, result):
     if path:
         with open(path, "w") as f:
             json.dump(result, f, indent=2)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", default="", help="write the results here")
-    parser.add_argument("--repeats", type=int, default=5, help="quiet timed windows per measurement")
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds to wait for a quiet machine, each")
-    parser.add_argument("--padding", action="store_true",
-                        help="instead: time each conv op 'SAME' against 'VALID' on an explicitly padded image")
-    args = parser.parse_args()
-    if args.padding:
-        print(f"{'shape':<26} {'op':<11} {'SAME':>7} {'VALID':>7}  nominal GFLOP/s; taps on the image (SAME)")
-        for shape in CONV_SHAPES[:4]:
-            rates = padding_check(*shape, repeats=args.repeats, budget_seconds=args.budget)
-            on_image = flops_lib.taps_on_image(shape[1], shape[1], 3) ** 2 / (9 * shape[1] ** 2)
-            for op in rates["SAME"]:
-                print(f"{'x'.join(map(str, shape)):<26} {op:<11} {rates['SAME'][op]:7.1f} {rates['VALID'][op]:7.1f}"
-                      f"  {on_image:.1%}")
-        return
-    peak = measure(args.repeats, args.budget)
-    print_table(peak)
-    write_json(args.json, peak)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,7 @@
 """Training throughput per resolution: images/s, ms/step, FLOP/s and its fraction of this machine's peak.
 
-  python benchmarks/throughput.py                      # the reference CPU config, 4..64
-  python benchmarks/throughput.py --paper --resolutions 4,32 --steps 1
-  python benchmarks/throughput.py --json benchmarks/throughput.json --peak_json benchmarks/peak.json
+  progan-bench --reference                             # the reference CPU config, 4..64
+  progan-bench --flagfile=configs/demo.flags --bench_resolutions=16,32 --peak
 
 For each resolution the stage's G, D, Gs and optimisers are built by
 `Trainer.build_phase` and trained by the trainer's own step (`steps_per_call` steps
@@ -10,26 +9,21 @@ per call, as the training loop runs them) on synthetic images held in memory, so
 no input pipeline is timed. After a warm-up, timed windows of `--steps` steps run
 under the quiet-machine rule of `peak.py` (windows during which other processes used
 more than 0.15 cores are repeated); the median and spread of the windows are
-reported. FLOPs are the analytical count of `progan_tf.flops` (4 F_G + 14 F_D for
+reported. FLOPs are the analytical count of `progan_tf.bench.flops` (4 F_G + 14 F_D for
 WGAN-GP), which tests/test_flops.py checks against the traced graph: executed FLOPs
 (conv taps on the image) for GFLOP/s and "% of peak", nominal ones (zero padding
 included, the usual count) in the "%nom" column, against the nominal peak.
 """
-import argparse
 import dataclasses
-import json
-import sys
-import tempfile
 import time
 
 import psutil
 import tensorflow as tf
 
-from progan_tf import flops
-from progan_tf.benchmark import peak as peak_lib
+from progan_tf.bench import flops
+from progan_tf.bench import peak as peak_lib
 from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
-from progan_tf.training.trainer import TrainConfig, Trainer
 
 # The issue's reference CPU config: fmap_base 1024, fmap_max 128, latent 128, batch 32, 4..64.
 REFERENCE = NetworkConfig(resolution=64, latent_size=128, fmap_base=1024, fmap_max=128)
@@ -75,20 +69,20 @@ def phase_runner(trainer, phase, python_loop=False):
     Returns:
       (run, steps_per_call): run(n_calls) makes n calls, waits for the last and returns its losses.
     """
-    m = trainer.build_phase(phase)
+    models = trainer.build_phase(phase)
     k = 1 if python_loop else trainer.config.steps_per_call
     data = _synthetic_data(trainer.strategy, phase.batch_size, phase.resolution, trainer.network.num_channels)
     counter = {"step": 0}
     alpha = phase.alpha(phase.start)
     if not python_loop:
-        run_steps = trainer.make_train_step(m, k)
+        run_steps = trainer.make_train_step(models, k)
         alphas, count = tf.fill([k], alpha), tf.constant(k, tf.int32)
         betas = tf.fill([k], trainer.config.ema_beta(phase.batch_size, phase.start))
 
         def call(first):  # as Trainer._loop calls it
             return run_steps(data, first, alphas, betas, count)
     else:
-        step_fn = trainer.make_train_step(m)
+        step_fn = trainer.make_train_step(models)
 
         def call(first):
             return step_fn(next(data), first, tf.constant(alpha, tf.float32),
@@ -136,24 +130,23 @@ def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, pyth
             "memory": _memory(), **timing}
 
 
-def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps=20, warmup=5, repeats=5,
-                  budget_seconds=300.0, peak=None, strategy=None, python_loop=False, print_fn=print):
-    """Benchmark every resolution of a config (its stable phase, and its fade phase with `fade`).
+def run_benchmark(trainer, resolutions=None, fade=False, steps=20, warmup=5, repeats=5, budget_seconds=300.0,
+                  peak=None, python_loop=False, print_fn=print):
+    """Benchmark every resolution of a trainer's config (its stable phase, and its fade phase with `fade`).
 
     Args:
-      network, schedule, config: as for `Trainer`; `config.steps_per_call` is used.
+      trainer: a progan_tf.training Trainer (its data is not read); `config.steps_per_call` is used.
       resolutions: the resolutions to time (default: all of the schedule's).
       fade: time the fade phases too.
       steps, warmup, repeats: steps per timed window, warm-up steps, quiet windows per phase.
       budget_seconds: how long to wait for a quiet machine per phase.
       peak: the result of `peak.measure()` (or None: fractions of peak are omitted).
-      strategy: a tf.distribute strategy (default: the trainer's).
       python_loop: see `benchmark_phase`.
 
     Returns:
       dict with the configuration, the peak and one row per phase (the table goes to print_fn).
     """
-    trainer = Trainer(network, schedule, config, None, strategy, print_fn=lambda *_: None)
+    network, schedule, config = trainer.network, trainer.schedule, trainer.config
     print_fn(HEADER)
     rows = []
     for phase in schedule.phases():
@@ -170,7 +163,7 @@ def run_benchmark(network, schedule, config, resolutions=None, fade=False, steps
         print_fn("NOT QUIET: the machine never stayed below 0.15 cores of other load within the budget; "
                  "these numbers are lower bounds taken on a busy machine.")
     return {"network": network.to_dict(), "train": {"loss": config.loss, "precision": config.precision,
-                                                    "jit_compile": config.jit_compile,
+                                                    "xla": config.xla,
                                                     "steps_per_call": 0 if python_loop else config.steps_per_call},
             "replicas": trainer.strategy.num_replicas_in_sync, "peak": peak, "rows": rows,
             "quiet": quiet, "tensorflow": tf.__version__, "cpus": psutil.cpu_count()}
@@ -198,51 +191,3 @@ def reference_options(batch=REFERENCE_BATCH, paper=False, max_resolution=64):
     schedule = Schedule(max_resolution=max_resolution, batch_sizes={r: batch for r in network.resolutions},
                         total_kimg=None)
     return network, schedule
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--paper", action="store_true", help="the paper's 1024x1024 networks and batch sizes")
-    parser.add_argument("--resolutions", default="", help="comma-separated resolutions (default: all)")
-    parser.add_argument("--max_resolution", type=int, default=64,
-                        help="grow the reference network to this resolution (64 in the reference config)")
-    parser.add_argument("--fade", action="store_true", help="also time the fade phases")
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up steps (tracing, allocator)")
-    parser.add_argument("--repeats", type=int, default=5, help="quiet timed windows per phase")
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds to wait for quiet, per phase")
-    parser.add_argument("--steps_per_call", type=int, default=TrainConfig.steps_per_call,
-                        help="0: one call of the single-step function per step, fed from Python")
-    parser.add_argument("--xla", action="store_true", help="jit_compile the step")
-    parser.add_argument("--fused_upsample", type=int, default=None,
-                        help="NetworkConfig.fused_upsample (default: the config's, 16; 0 = off)")
-    parser.add_argument("--peak_json", default="", help="peak.py's JSON, or an earlier throughput JSON "
-                        "(default: measure the peak first)")
-    parser.add_argument("--no_peak", action="store_true", help="skip the peak (no fractions of peak)")
-    parser.add_argument("--json", default="", help="write the results here")
-    args = parser.parse_args()
-    network, schedule = reference_options(paper=args.paper, max_resolution=args.max_resolution)
-    if args.fused_upsample is not None:
-        network = dataclasses.replace(network, fused_upsample=args.fused_upsample)
-    resolutions = [int(r) for r in args.resolutions.split(",") if r]
-    if args.peak_json:
-        with open(args.peak_json) as f:
-            peak = json.load(f)
-        peak = peak.get("peak") or peak  # a throughput JSON carries the peak it was measured against
-        if "conv_peak_gflops_nominal" not in peak:
-            parser.error(f"{args.peak_json} was measured before executed and nominal FLOPs were told apart; "
-                         "measure the peak again (drop --peak_json)")
-    else:
-        peak = None if args.no_peak else peak_lib.measure(repeats=3, budget_seconds=args.budget)
-    if peak:
-        peak_lib.print_table(peak)
-    config = TrainConfig(run_dir=tempfile.mkdtemp(prefix="progan_bench_"), steps_per_call=max(1, args.steps_per_call),
-                         jit_compile=args.xla)
-    result = run_benchmark(network, schedule, config, resolutions, args.fade, args.steps, args.warmup, args.repeats,
-                           args.budget, peak, None, args.steps_per_call == 0)
-    result["command"] = " ".join(sys.argv)
-    peak_lib.write_json(args.json, result)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,22 +6,18 @@
 """
 import os
 
-from absl import flags
-
-from progan_tf.cli.common import UsageError, fail, run_app
-from progan_tf.export import checkpoint_resolutions, export_run, read_metadata, versions
-from progan_tf.training.checkpoint import read_state
+from progan_tf.cli import common
 
 PROGRAM = "progan-export"
+_GROUP = "Export"
 
-flags.DEFINE_string("run_dir", None, "Run directory written by progan-train (required).")
-flags.DEFINE_string("export_base", "", "Model base path holding integer versions; "
-                    "default export/models/<basename of --run_dir>.")
-flags.DEFINE_integer("version", 0, "Version to write; 0 = one more than the highest existing version.")
-flags.DEFINE_integer("resolution", 0, "Export this stage: the checkpoint's resolution (0, the default) or, "
-                     "mid-fade, the previous one.")
-
-FLAGS = flags.FLAGS
+common.define(_GROUP, "string", "run_dir", None, "Run directory written by progan-train (required).")
+common.define(_GROUP, "string", "export_base", "", "Model base path holding integer versions; "
+              "default export/models/<basename of --run_dir>.")
+common.define(_GROUP, "integer", "version", 0, "Version to write; 0 = one more than the highest existing version.")
+common.define(_GROUP, "integer", "resolution", 0, "0 (the default): the network the checkpoint trains, mid-fade "
+              "at its alpha, as the training grids show it. Else the stable network of the checkpoint's "
+              "resolution or, mid-fade, of the previous one.")
 
 
 def options_from_flags(f):
@@ -33,40 +29,36 @@ def options_from_flags(f):
     Raises:
       UsageError: a one-line message naming the bad flag.
     """
+    from progan_tf import export, runs
     if not f.run_dir:
-        raise UsageError("--run_dir is required (the run directory written by progan-train)")
+        raise common.UsageError("--run_dir is required (the run directory written by progan-train)")
     if not os.path.isdir(f.run_dir):
-        raise UsageError(f"--run_dir={f.run_dir} is not a directory")
-    state = read_state(f.run_dir)
+        raise common.UsageError(f"--run_dir={f.run_dir} is not a directory")
+    state = runs.read_state(f.run_dir)
     if state is None:
-        raise UsageError(f"--run_dir={f.run_dir} has no checkpoint yet (no checkpoints/state.json)")
+        raise common.UsageError(f"--run_dir={f.run_dir} has no checkpoint yet (no checkpoints/state.json)")
     export_base = f.export_base or os.path.join("export", "models", os.path.basename(os.path.normpath(f.run_dir)))
     if f.version < 0:
-        raise UsageError(f"--version={f.version} must be a positive integer (or 0 for the next free version)")
-    if f.version and f.version in versions(export_base):
-        raise UsageError(f"--version={f.version} already exists in {export_base}; versions are never overwritten")
-    if f.resolution and f.resolution not in checkpoint_resolutions(state):
-        raise UsageError(f"--resolution={f.resolution}: the newest checkpoint ({state['phase']} phase) holds a "
-                         f"complete generator only at {checkpoint_resolutions(state)}")
+        raise common.UsageError(f"--version={f.version} must be a positive integer (or 0 for the next free version)")
+    if f.version and f.version in export.versions(export_base):
+        raise common.UsageError(f"--version={f.version} already exists in {export_base}; versions are never "
+                                f"overwritten")
+    if f.resolution and f.resolution not in runs.resolutions_held(state):
+        raise common.UsageError(f"--resolution={f.resolution}: the newest checkpoint ({state['phase']} phase) holds "
+                                f"a complete generator only at {runs.resolutions_held(state)}")
     return f.run_dir, export_base, f.version or None, f.resolution or None
 
 
-def main(argv):
-    if len(argv) > 1:
-        fail(PROGRAM, f"unexpected arguments {argv[1:]}; every option is a --flag")
-    try:
-        run_dir, export_base, version, resolution = options_from_flags(FLAGS)
-    except UsageError as e:
-        fail(PROGRAM, str(e))
-    path = export_run(run_dir, export_base, version, resolution)
-    metadata = read_metadata(path)
+def main(f):
+    from progan_tf import export
+    path = export.export_run(*options_from_flags(f))
+    metadata = export.read_metadata(path)
     print(f"exported Gs at {metadata['resolution']}x{metadata['resolution']} "
-          f"({metadata['images_seen'] / 1000:.1f} kimg) to {path}")
-
+          f"({metadata['images_seen'] / 1000:.1f} kimg, alpha {metadata['alpha']:g}) to {path}")
 
 
 def run():
-    run_app(PROGRAM, main)
+    common.run_app(PROGRAM, __doc__, main)
 
 
 if __name__ == "__main__":

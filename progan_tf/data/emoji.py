@@ -10,7 +10,6 @@ import functools
 import hashlib
 import os
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from progan_tf.data.sources import IndexedSource, SourceError, to_array

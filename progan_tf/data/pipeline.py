@@ -1,9 +1,9 @@
 """tf.data input pipelines that feed the trainer.
 
-Every source offers the same small interface the trainer relies on:
+A training dataset is read through the same small interface everywhere:
 
-  source.num_channels, source.max_resolution, source.num_images
-  source.dataset(resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+  dataset.num_channels, dataset.max_resolution, dataset.num_images
+  dataset.batches(resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
                  skip_batches=0)
       -> infinite tf.data.Dataset of float32 [per_replica_batch, R, R, C] in [-1, 1]
 
@@ -12,11 +12,12 @@ the same batches in every process, and `skip_batches=k` gives that stream withou
 its first k batches, cheaply. That is what lets a resumed run see exactly the data
 an uninterrupted run would have seen.
 
-The trainer calls `dataset` from `strategy.distribute_datasets_from_function`, so
+The trainer calls `batches` from `strategy.distribute_datasets_from_function`, so
 each input pipeline shards by `input_context` and batches per replica.
 
-Sources here: ArraySource (images in memory) and TFRecordSource (a dataset prepared
-by progan-prepare; `open_source(data_dir)` opens and checks one).
+Datasets here: ArrayDataset (images in memory) and PreparedDataset (a dataset prepared
+by progan-prepare; `open_dataset(data_dir)` opens and checks one). The inputs that
+progan-prepare reads are "sources" (progan_tf.data.sources).
 """
 import os
 
@@ -24,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf.data import tfrecord
+from progan_tf.errors import ConfigError
 
 
-class ArraySource:
+class ArrayDataset:
     """Images held in memory (the embedded synthetic set, small experiments, tests).
 
     Lower resolutions are made with the prepared datasets' own rule
@@ -55,7 +57,7 @@ class ArraySource:
         """uint8 [N, resolution, resolution, C] (cached)."""
         if resolution > self.max_resolution:
             raise ValueError(
-                f"resolution {resolution} exceeds this source's maximum {self.max_resolution}; "
+                f"resolution {resolution} exceeds this dataset's maximum {self.max_resolution}; "
                 f"lower --resolution or use larger images")
         if resolution not in self._levels:
             images = self.images
@@ -64,7 +66,7 @@ class ArraySource:
             self._levels[resolution] = images
         return self._levels[resolution]
 
-    def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+    def batches(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
                 skip_batches=0):
         seed = pipeline_seed(seed, input_context)
         batches = indexed_batches(self.level(resolution), per_replica_batch, input_context, seed, skip_batches)
@@ -109,10 +111,10 @@ def finish_batches(batches, mirror, seed, first_batch):
         tf.data.AUTOTUNE)
 
 
-class TFRecordSource:
+class PreparedDataset:
     """A dataset prepared by progan-prepare (datasets/<name>/), read one resolution at a time.
 
-    Levels of at most `cache_mb` are read once into memory and served like ArraySource;
+    Levels of at most `cache_mb` are read once into memory and served like ArrayDataset;
     larger ones stream from their shards: files assigned per input pipeline, read in
     parallel (interleaved), shuffled in a buffer of `shuffle_mb`, decoded a batch at a time.
     Each epoch's file order and shuffle are seeded by (seed, epoch), so `skip_batches`
@@ -163,7 +165,7 @@ class TFRecordSource:
             self._levels[resolution] = images
         return images
 
-    def dataset(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
+    def batches(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
                 skip_batches=0):
         self.check_resolution(resolution)
         pipe_seed = pipeline_seed(seed, input_context)
@@ -217,26 +219,26 @@ class TFRecordSource:
         return records.batch(per_replica_batch, drop_remainder=True).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def open_source(data_dir, num_channels=None, max_resolution=None, **options):
+def open_dataset(data_dir, num_channels=None, max_resolution=None, **options):
     """Open a prepared dataset for training, checking it against the run's configuration.
 
     Args:
       data_dir: datasets/<name> as written by progan-prepare.
       num_channels: channels the run expects (None: don't check).
       max_resolution: resolution the run trains up to (None: don't check).
-      **options: TFRecordSource options (cache_mb, shuffle_mb, parallel_reads).
+      **options: PreparedDataset options (cache_mb, shuffle_mb, parallel_reads).
 
     Returns:
-      a TFRecordSource.
+      a PreparedDataset.
 
     Raises:
       ValueError: a one-line message naming the mismatch and its fix.
     """
-    source = TFRecordSource(data_dir, **options)
-    if num_channels is not None and num_channels != source.num_channels:
-        raise ValueError(f"dataset {data_dir} has {source.num_channels} channel(s) but {num_channels} were asked "
-                         f"for: train with --num_channels={source.num_channels}, or prepare it again (e.g. "
-                         f"--mnist_rgb for 3-channel MNIST)")
+    dataset = PreparedDataset(data_dir, **options)
+    if num_channels is not None and num_channels != dataset.num_channels:
+        raise ConfigError("dataset {path} has {has} channel(s) but {num_channels}={asked}: use {num_channels}={has}, "
+                          "or prepare it again (e.g. progan-prepare --mnist_rgb for 3-channel MNIST)",
+                          path=data_dir, has=dataset.num_channels, asked=num_channels)
     if max_resolution is not None:
-        source.check_resolution(max_resolution)
-    return source
+        dataset.check_resolution(max_resolution)
+    return dataset

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from progan_tf.metrics import fid, ms_ssim, swd
-from progan_tf.training.snapshots import to_uint8
+from progan_tf.images import to_uint8
 
 METRICS = ("swd", "msssim", "fid")
 
@@ -43,11 +43,11 @@ def generated_batches(generate_fn, num_images, latent_size, batch_size=64, seed=
         yield to_uint8(generate_fn(latents))
 
 
-def real_batches(source, resolution, batch_size=64, seed=0):
-    """Shuffled real images of a data source as uint8 batches.
+def real_batches(dataset, resolution, batch_size=64, seed=0):
+    """Shuffled real images of a training dataset as uint8 batches.
 
     Args:
-      source: a `progan_tf.data.pipeline` source (`source.dataset(...)` yields [-1, 1] floats).
+      dataset: a `progan_tf.data.pipeline` dataset (`dataset.batches(...)` yields [-1, 1] floats).
       resolution: image side to read.
       batch_size: images per batch.
       seed: seeds the shuffle.
@@ -55,7 +55,7 @@ def real_batches(source, resolution, batch_size=64, seed=0):
     Yields:
       uint8 [batch_size, R, R, C], endlessly (the source repeats).
     """
-    for batch in source.dataset(resolution, batch_size, seed=seed).as_numpy_iterator():
+    for batch in dataset.batches(resolution, batch_size, seed=seed).as_numpy_iterator():
         yield to_uint8(batch)
 
 
@@ -219,3 +219,40 @@ def format_table(result):
     for key, value in result.items():
         lines.append(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return "\n".join(lines)
+
+
+def evaluate_model(model, data_dir="", metrics=("swd", "msssim"), num_images=16384, resolution=None,
+                   batch_size=64, seed=0, inception_weights="", cache_dir="", synthetic_images=4096, data_seed=0,
+                   print_fn=print):
+    """What progan-eval does: score a run's Gs or an export against a prepared dataset.
+
+    Args:
+      model: a run directory, an export version directory or a base of versions (`sampling.open_sampler`).
+      data_dir: prepared dataset; empty for the embedded synthetic shapes (`synthetic_images`, `data_seed`).
+      metrics, num_images, batch_size, seed: as `evaluate_generator` (num_images is capped at the data's size).
+      resolution: runs only, see `runs.load_generator`.
+      inception_weights: local Keras InceptionV3 weights, for "fid".
+      cache_dir: where real statistics are cached (default <data_dir>/metrics_cache; none for synthetic data).
+
+    Returns:
+      The result dict of `evaluate_generator`, with "model" and "data".
+    """
+    from progan_tf import sampling
+    from progan_tf.data.pipeline import ArrayDataset, open_dataset
+    from progan_tf.data.synthetic import synthetic_images as make_images
+    sampler = sampling.open_sampler(model, resolution)
+    if data_dir:
+        dataset = open_dataset(data_dir, max_resolution=sampler.resolution)
+        cache_dir = cache_dir or os.path.join(data_dir, "metrics_cache")
+    else:
+        dataset = ArrayDataset(make_images(synthetic_images, sampler.resolution, seed=data_seed)[0], name="synthetic")
+    count = min(num_images, dataset.num_images)
+    if count < num_images:
+        print_fn(f"note: the dataset has {dataset.num_images} images; evaluating {count} a side")
+    feature_fn = fid.inception_feature_extractor(inception_weights) if "fid" in metrics else None
+    result = evaluate_generator(
+        lambda z: sampler.images_fn(z) * 2.0 - 1.0,  # the sampler gives [0, 1]
+        real_batches(dataset, sampler.resolution, batch_size, seed), metrics, count, sampler.resolution,
+        sampler.latent_size, num_channels=dataset.num_channels, batch_size=batch_size, seed=seed,
+        cache_dir=cache_dir or None, feature_fn=feature_fn)
+    return {"model": model, "data": data_dir or "synthetic", **result}

@@ -1,43 +1,11 @@
 """What a run shows while it trains: progress lines, sample grids, TensorBoard, metrics.jsonl."""
 import json
-import math
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-
-def to_uint8(images):
-    """[-1, 1] float images [N, H, W, C] -> uint8 [N, H, W, C]."""
-    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def make_grid(images, columns=None, min_size=128):
-    """Tile uint8 images [N, H, W, C] into one uint8 grid [rows*H', columns*W', 3].
-
-    Small images are enlarged by pixel repetition to at least `min_size` so a 4x4
-    grid is still readable.
-    """
-    n, h, w, c = images.shape
-    columns = columns or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / columns))
-    scale = max(1, min_size // h)
-    images = np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
-    if c == 1:
-        images = np.repeat(images, 3, axis=3)
-    padded = np.zeros((rows * columns,) + images.shape[1:], np.uint8)
-    padded[:n] = images
-    grid = padded.reshape(rows, columns, h * scale, w * scale, 3).transpose(0, 2, 1, 3, 4)
-    return grid.reshape(rows * h * scale, columns * w * scale, 3)
-
-
-def save_png(array, path):
-    """Save a uint8 image array, writing through a temporary file so readers never see half a PNG."""
-    tmp = f"{path}.tmp.png"
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+from progan_tf.images import make_grid, save_png, to_uint8
 
 
 def format_duration(seconds):

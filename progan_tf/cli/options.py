@@ -1,0 +1,54 @@
+"""The flags of a training configuration, for progan-train and progan-bench (which accepts the
+same flagfiles): data and devices, then the fields of NetworkConfig, Schedule and TrainConfig,
+and the one function that turns them into the three configs."""
+from progan_tf.cli import common
+from progan_tf.networks import NetworkConfig
+from progan_tf.schedule import Schedule
+from progan_tf.training.config import TrainConfig
+
+_SCHEDULE_HELP = common.attribute_help(Schedule)
+_SCHEDULE_FLAGS = ("batch_sizes", "learning_rates", "total_kimg")  # defined below, not as plain fields
+
+common.define("Data and devices", "string", "data_dir", "",
+              "Prepared dataset (progan-prepare); empty = the embedded synthetic shapes.")
+common.define("Data and devices", "integer", "synthetic_images", 4096,
+              "Number of embedded synthetic images when --data_dir is empty.")
+common.define("Data and devices", "list", "devices", [],
+              "Devices for MirroredStrategy, e.g. GPU:0,GPU:1 (default: every GPU, or the CPU).")
+common.define("Data and devices", "integer", "cpu_devices", 0,
+              "Split the CPU into this many logical devices (to try multi-device runs).")
+common.define("Data and devices", "boolean", "deterministic", False,
+              "Bit-exact reruns and resumes: TensorFlow op determinism and one op at a time (about 20 % slower).")
+common.define("Data and devices", "float", "stop_at_kimg", 0,
+              "Stop with a checkpoint at this many kimg (0 = train to the end); run again to continue.")
+common.define("Data and devices", "boolean", "dry_run", False, "Validate the options, print them as JSON and exit.")
+common.define_config_flags(NetworkConfig, "Network")
+common.define("Network", "boolean", "nombstd", False, "Ablation: no minibatch-stddev layer (= --mbstd_group_size=0).")
+common.define_config_flags(Schedule, "Schedule", skip=("max_resolution",) + _SCHEDULE_FLAGS)
+common.define("Schedule", "string", "batch_sizes", "4:128,8:128,16:128,32:64,64:32,128:16,256:8,512:4,1024:4",
+              "Global minibatch per resolution, 'res:batch,...': " + _SCHEDULE_HELP["batch_sizes"])
+common.define("Schedule", "string", "learning_rates", "1024:0.0015",
+              "Per-resolution learning rates, 'res:lr,...': " + _SCHEDULE_HELP["learning_rates"])
+common.define("Schedule", "float", "total_kimg", 12000, _SCHEDULE_HELP["total_kimg"].replace("None", "0"))
+common.define_config_flags(TrainConfig, "Training")
+
+
+def options_from_flags(f):
+    """Turn flags into (NetworkConfig, Schedule, TrainConfig), validating every value.
+
+    Raises:
+      UsageError, ConfigError: a one-line message naming the bad flag.
+    """
+    for name, low in (("stop_at_kimg", 0), ("cpu_devices", 0), ("synthetic_images", 1)):
+        if getattr(f, name) < low:
+            raise common.UsageError(f"--{name}={getattr(f, name)} must be >= {low}")
+    if f.nombstd and f["mbstd_group_size"].present and f.mbstd_group_size:
+        raise common.UsageError("--nombstd contradicts --mbstd_group_size; give one of them")
+    network = NetworkConfig(**{**common.config_values(NetworkConfig, f),
+                               "mbstd_group_size": 0 if f.nombstd else f.mbstd_group_size})
+    schedule = Schedule(max_resolution=f.resolution, total_kimg=f.total_kimg or None,
+                        batch_sizes=common.parse_int_map("batch_sizes", f.batch_sizes),
+                        learning_rates=common.parse_int_map("learning_rates", f.learning_rates, float),
+                        **common.config_values(Schedule, f, skip=("max_resolution",) + _SCHEDULE_FLAGS))
+    schedule.phases()  # checks total_kimg against the phases
+    return network, schedule, TrainConfig(**common.config_values(TrainConfig, f))

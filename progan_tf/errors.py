@@ -1,0 +1,30 @@
+"""ConfigError: a bad option, named by its config field, so that each front end can name it its own way."""
+
+
+class ConfigError(ValueError):
+    """One inconsistent or out-of-range option, as one line.
+
+    The message names options as `{field}` placeholders. `str(error)` writes the field
+    names (`batch_sizes`); `error.message(lambda field: f"--{field}")` writes flags instead.
+
+    Args:
+      template: the message, e.g. "{loss}={value!r} is unknown" (with extra values as kwargs).
+      **values: values the template formats besides the fields.
+    """
+
+    def __init__(self, template, **values):
+        self.template, self.values = template, values
+        super().__init__(self.message(lambda field: field))
+
+    def message(self, name):
+        """The message with every `{field}` written as `name(field)`."""
+        return self.template.format_map(_Names(name, self.values))
+
+
+class _Names(dict):
+    def __init__(self, name, values):
+        super().__init__(values)
+        self.name = name
+
+    def __missing__(self, field):
+        return self.name(field)

@@ -1,0 +1,36 @@
+"""This machine's peak: the convolution step counts only live work, rates follow the FLOP count."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf.bench import flops, peak
+
+
+def test_conv_peak_step_runs_forward_and_both_gradients():
+    """All three convolutions are live, so "fwd+bwd" counts only work that is done
+    (a step whose forward output nothing used was pruned by Grappler and overstated
+    the peak by 1.5x)."""
+    x, w, dy = tf.zeros([2, 8, 8, 4]), tf.zeros([3, 3, 4, 5]), tf.zeros([2, 8, 8, 5])
+    traced = flops.graph_flops(tf.function(peak.conv_fwd_bwd).get_concrete_function(x, w, dy), nominal=True)
+    macs = 2 * 8 * 8 * 9 * 4 * 5
+    assert traced == {"Conv2D": 2 * macs, "Conv2DBackpropInput": 2 * macs, "Conv2DBackpropFilter": 2 * macs,
+                      "MatMul": 0}
+
+
+def test_conv_peak_rate_counts_three_convolutions_per_iteration():
+    result = peak.conv_peak(2, 8, 4, 4, target_seconds=0.01, repeats=2, budget_seconds=0)
+    # Executed: 22 of the 24 taps along each 8-pixel row land on the image; nominal: all 9 per pixel.
+    flops_per_window = 3 * 2 * (2 * 22 * 22 * 4 * 4) * result["iterations"]
+    nominal_per_window = 3 * 2 * (2 * 8 * 8 * 9 * 4 * 4) * result["iterations"]
+    assert len(result["seconds"]) == 2
+    assert result["gflops"] == pytest.approx(flops_per_window / result["median"] / 1e9)
+    assert result["gflops_best"] == pytest.approx(flops_per_window / min(result["seconds"]) / 1e9)
+    assert result["gflops_nominal"] == pytest.approx(nominal_per_window / result["median"] / 1e9)
+
+
+def test_padding_check_times_all_three_ops_both_ways():
+    rates = peak.padding_check(2, 4, 4, 4, target_seconds=0.005, repeats=1, budget_seconds=0)
+    assert set(rates) == {"SAME", "VALID"}
+    for padding in rates.values():
+        assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
+        assert all(np.isfinite(r) and r > 0 for r in padding.values())

@@ -1,0 +1,51 @@
+"""What every console script shares: --help, one-line errors, quiet output, a clear missing-TensorFlow line."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+# script module -> a flag of its own that --help must list
+SCRIPTS = {"train": "--run_dir", "prepare": "--source", "export": "--export_base", "generate": "--seeds",
+           "evaluate": "--metrics", "serve": "--model_base_path", "bench": "--bench_resolutions"}
+
+
+def _quiet_env():
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+@pytest.fixture(scope="module")
+def helps():
+    procs = {name: subprocess.Popen([sys.executable, "-m", f"progan_tf.cli.{name}", "--help"], cwd=REPO,
+                                    env=_quiet_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in SCRIPTS}
+    return {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_help_shows_the_docstring_and_the_scripts_own_flags_and_exits_0(helps, name):
+    code, out, err = helps[name]
+    assert code == 0, err[-2000:]
+    assert out.startswith(f"progan-{'eval' if name == 'evaluate' else name}:"), out[:200]
+    assert f"  {SCRIPTS[name]}:" in out and "(default:" in out
+    assert "--helpfull" in out.splitlines()[-1]
+    assert "--tpu" not in out and "--alsologtostderr" not in out  # no absl or TensorFlow flags
+    assert err == "", err  # nothing from TensorFlow's start-up
+
+
+def test_train_help_groups_the_config_fields():
+    out = subprocess.run([sys.executable, "-m", "progan_tf.cli.train", "--help"], cwd=REPO, env=_quiet_env(),
+                         capture_output=True, text=True, timeout=180).stdout
+    groups = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert groups[-4:] == ["Data and devices", "Network", "Schedule", "Training"]
+    assert "--fmap_base: Feature-map count numerator" in out or "--fmap_base: feature-map count numerator" in out
+
+
+def test_import_without_tensorflow_names_the_extras():
+    code = "import sys; sys.modules['tensorflow'] = None\nimport progan_tf"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: progan_tf needs TensorFlow") and "[cpu]" in last and "[gpu]" in last
