@@ -26,7 +26,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw
 
-from progan_tf.cli import train as train_cli  # defines progan-train's flags, used by the worker
+from progan_tf.cli import options as train_options  # progan-train's flags, used by the worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The table's common configuration: 32x32 emoji, 96 k images (about 9 minutes per row on 2 cores).
@@ -76,7 +76,7 @@ class Evaluator:
         self.start, self.start_cpu, self.excluded, self.excluded_cpu = time.time(), time.process_time(), 0.0, 0.0
 
     def generate(self, gs):
-        from progan_tf.training.snapshots import to_uint8
+        from progan_tf.images import to_uint8
         images = np.concatenate([gs(self.latents[i:i + 64], training=False).numpy()
                                  for i in range(0, len(self.latents), 64)])
         factor = self.network.resolution // images.shape[1]
@@ -101,7 +101,7 @@ def run_worker(spec):
     from progan_tf.metrics import ms_ssim
     from progan_tf.training import trainer as trainer_lib
     row, seed = spec.split(":")
-    network, schedule, train = train_cli.options_from_flags(FLAGS)
+    network, schedule, train = train_options.options_from_flags(FLAGS)
     reals = heldout_images(network.resolution)
     evaluator = Evaluator(network, reals, FLAGS.eval_kimg)
     run = trainer_lib.Trainer(network, schedule, train, open_dataset(FLAGS.data_dir, network.num_channels),
