@@ -18,6 +18,15 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STRATEGIES = {}
+
+
+def shared_strategy(*devices):
+    """One MirroredStrategy per device set and process: fresh ones over the same devices restart
+    collective instance keys and collide with the previous ones."""
+    if devices not in _STRATEGIES:
+        _STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _STRATEGIES[devices]
 
 
 def pytest_configure(config):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import shared_strategy
+
 from progan_tf.training.adam import FusedAdam
-from test_training import _strategy
 
 
 def _train(optimizer_cls, strategy, steps=30):
@@ -31,7 +32,7 @@ def _train(optimizer_cls, strategy, steps=30):
 
 @pytest.mark.parametrize("devices", [("/cpu:0",), ("/cpu:0", "/cpu:1")])
 def test_fused_adam_equals_keras_adam(devices):
-    strategy = _strategy(*devices)
+    strategy = shared_strategy(*devices)
     ours_model, ours = _train(FusedAdam, strategy)
     ref_model, ref = _train(keras.optimizers.Adam, strategy)
     moved = 0.0
@@ -45,7 +46,7 @@ def test_fused_adam_equals_keras_adam(devices):
 
 def test_a_keras_adam_checkpoint_restores_into_fused_adam(tmp_path):
     """Runs saved before FusedAdam resume with their optimizer state."""
-    strategy = _strategy("/cpu:0")
+    strategy = shared_strategy("/cpu:0")
     ref_model, ref = _train(keras.optimizers.Adam, strategy, steps=5)
     path = tf.train.Checkpoint(model=ref_model, opt=ref).write(str(tmp_path / "ckpt"))
     model, opt = _train(FusedAdam, strategy, steps=0)

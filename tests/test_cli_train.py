@@ -95,6 +95,8 @@ FULL_STEP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(not os.environ.get("PROGAN_SLOW_TESTS"), reason="a 1024x1024 step takes minutes on a CPU; "
+                    "PROGAN_SLOW_TESTS=1 runs it")
 def test_paper_config_runs_a_step_at_1024(tmp_path):
     result = subprocess.run([sys.executable, "-c", FULL_STEP, str(tmp_path / "full")], cwd=REPO,
                             capture_output=True, text=True, timeout=600)

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import shared_strategy
+
 from progan_tf.data.pipeline import ArrayDataset
 from progan_tf.data.synthetic import synthetic_images
 from progan_tf.layers import LeakyReLU, WeightScaledConv2D, WeightScaledDense
@@ -35,7 +37,6 @@ from progan_tf.schedule import Schedule
 from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
 from reference import progan as ref
-from test_training import _strategy
 
 TOLERANCE = 1e-4  # losses, relative
 UPDATE_TOLERANCE, UPDATE_MAX = 0.02, 5.0  # weight updates, in learning rates: 99.5 % of elements / all
@@ -191,7 +192,7 @@ def test_pixel_norm_sits_on_the_latent_and_after_every_generator_layer():
 
 def _trainer(tmp_path, devices, net=NET, schedule=SCHEDULE, **train):
     config = TrainConfig(run_dir=str(tmp_path / "run"), **{"seed": SEED, "g_ema_beta": 0.9, **train})
-    return Trainer(net, schedule, config, SOURCE, _strategy(*devices), print_fn=lambda *_: None)
+    return Trainer(net, schedule, config, SOURCE, shared_strategy(*devices), print_fn=lambda *_: None)
 
 
 def _global_batches(trainer, phase, count):
@@ -395,6 +396,8 @@ def test_mixed_precision_step_follows_the_float32_reference(tmp_path, precision)
     keras.mixed_precision.set_dtype_policy(precision)
     try:
         results = run_both(tmp_path, FADE_16, HP, steps=2, precision=precision)
+        conv = build_generator(NET, 8).get_layer("g_block_8_conv0")
+        assert (conv.compute_dtype, conv.variable_dtype) == (precision.split("_")[1], "float32")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     for errs in errors(results):

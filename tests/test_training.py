@@ -4,12 +4,11 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import REPO, shared_strategy
 from progan_tf.data.pipeline import ArrayDataset
 from progan_tf.data.synthetic import synthetic_images
 from progan_tf.networks import NetworkConfig
@@ -25,65 +24,11 @@ SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.064, stable_kimg=0.064, total_
 SOURCE = ArrayDataset(synthetic_images(64, 8)[0])
 
 
-def _fixed_weights(models, seed):
-    rng = np.random.default_rng(seed)
-    for model in models:
-        for w in model.weights:
-            if "alpha" not in w.name:
-                w.assign(rng.standard_normal(w.shape).astype(np.float32) * (0.1 if "bias" in w.name else 1.0))
-
-
-_STRATEGIES = {}
-
-
-def _strategy(*devices):
-    # One strategy per device set and process: fresh MirroredStrategies over the same
-    # devices restart collective instance keys and collide with the previous ones.
-    if devices not in _STRATEGIES:
-        _STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
-    return _STRATEGIES[devices]
-
-
-def _run_steps(devices, run_dir, fading):
-    strategy = _strategy(*devices)
-    trainer = Trainer(NET, SCHEDULE, TrainConfig(run_dir=str(run_dir), g_ema_beta=0.9), SOURCE, strategy,
-                      print_fn=lambda *_: None)
-    phase = SCHEDULE.phases()[1 if fading else 0]
-    m = trainer.build_phase(phase)
-    _fixed_weights([m.G, m.D], seed=7)
-    m.Gs.set_weights(m.G.get_weights())
-    step = trainer.make_train_step(m)
-    reals = np.random.default_rng(8).uniform(-1, 1, (3, 8, phase.resolution, phase.resolution, 3))
-    per_replica = 8 // len(devices)
-    losses = []
-    for i in range(3):
-        batch = tf.constant(reals[i], tf.float32)
-        dist = strategy.experimental_distribute_values_from_function(
-            lambda ctx: batch[ctx.replica_id_in_sync_group * per_replica:(ctx.replica_id_in_sync_group + 1)
-                              * per_replica])
-        losses.append([float(v) for v in step(dist, tf.constant(i, tf.int64), tf.constant(0.3 + 0.2 * i),
-                                              tf.constant(0.9))])
-    assert step.experimental_get_tracing_count() == 1  # no retracing from step to step
-    return losses, [w.numpy() for model in (m.G, m.D, m.Gs) for w in model.weights]
-
-
-@pytest.mark.parametrize("fading", [False, True])
-def test_two_replica_step_equals_one_replica_step(tmp_path, fading):
-    assert len(tf.config.list_logical_devices("CPU")) == 2, "conftest splits the CPU in two"
-    losses1, weights1 = _run_steps(["/cpu:0"], tmp_path / "one", fading)
-    losses2, weights2 = _run_steps(["/cpu:0", "/cpu:1"], tmp_path / "two", fading)
-    np.testing.assert_allclose(losses2, losses1, rtol=1e-4, atol=1e-5)
-    assert len(weights1) == len(weights2)
-    for w1, w2 in zip(weights1, weights2):
-        np.testing.assert_allclose(w2, w1, rtol=1e-4, atol=1e-5)
-    assert all(np.isfinite(losses1).ravel())
-
-
 def test_tiny_run_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     lines, ticks_seen = [], []
     config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, checkpoint_kimg=0.096, grid_size=4)
-    state = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lines.append,
+    state = Trainer(NET, SCHEDULE, config, SOURCE, shared_strategy("/cpu:0"), print_fn=lines.append,
                     on_tick=lambda models, images: ticks_seen.append((images, models.phase.index))).train()
     assert ticks_seen == [(32, 0), (64, 0), (96, 1), (128, 1), (160, 2), (192, 2)]
     assert state["images_seen"] == SCHEDULE.total_images == 192
@@ -102,22 +47,6 @@ def test_tiny_run_end_to_end(tmp_path):
     z = np.random.default_rng(0).standard_normal((2, NET.latent_size)).astype(np.float32)
     served = final.signatures["serving_default"](latents=tf.constant(z))["images"].numpy()
     np.testing.assert_allclose(served, np.clip((gs(z).numpy() + 1.0) / 2.0, 0.0, 1.0), atol=1e-5)
-
-
-def test_mixed_precision_steps_are_finite(tmp_path):
-    for policy in ("mixed_float16", "mixed_bfloat16"):
-        keras.mixed_precision.set_dtype_policy(policy)
-        try:
-            config = TrainConfig(run_dir=str(tmp_path / policy), precision=policy, tick_kimg=0.064, grid_size=4)
-            lines = []
-            trainer = Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"),
-                              print_fn=lines.append)
-            trainer.train(stop_at_images=96)
-            assert trainer.models.G.layers[-2].compute_dtype == policy.split("_")[1]
-        finally:
-            keras.mixed_precision.set_dtype_policy("float32")
-        ticks = [json.loads(line) for line in open(tmp_path / policy / "metrics.jsonl")]
-        assert all(np.isfinite(t["loss/D"]) and np.isfinite(t["loss/G"]) for t in ticks)
 
 
 def test_validation_names_the_option():
@@ -189,7 +118,7 @@ def test_in_training_swd_is_logged_and_best_kept(tmp_path):
     config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, grid_size=4, metrics=("swd",),
                          metrics_every_kimg=0.064, metrics_num_images=32)
     lines = []
-    Trainer(NET, SCHEDULE, config, SOURCE, _strategy("/cpu:0"), print_fn=lines.append).train()
+    Trainer(NET, SCHEDULE, config, SOURCE, shared_strategy("/cpu:0"), print_fn=lines.append).train()
     evaluations = [t for t in map(json.loads, open(run_dir / "metrics.jsonl")) if "metrics/SWDx1e3_avg" in t]
     assert [e["kimg"] for e in evaluations] == [0.064, 0.128, 0.192]
     assert all(e["metrics/SWDx1e3_avg"] > 0 for e in evaluations)
