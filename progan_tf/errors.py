@@ -1,4 +1,11 @@
-"""ConfigError: a bad option, named by its config field, so that each front end can name it its own way."""
+"""The two kinds of failure a user sees: a bad option (ConfigError) and work that cannot be done (RunError).
+
+ConfigError names options by their config field, so that each front end can name them its own way.
+"""
+
+
+class RunError(RuntimeError):
+    """The work cannot be done as asked: no usable checkpoint, a full disk, a diverged run. One line."""
 
 
 class ConfigError(ValueError):

@@ -2,18 +2,23 @@
 
   runs/<name>/config.json              the resolved options: network, schedule, train
   runs/<name>/checkpoints/ckpt-<step>  tf.train.CheckpointManager files (G, D, Gs, optimisers)
-  runs/<name>/checkpoints/state.json   the newest complete checkpoint and the schedule position
+  runs/<name>/checkpoints/ckpt-<step>.state.json   that checkpoint's schedule position
+  runs/<name>/checkpoints/state.json   the newest complete checkpoint and its position
 
-`state.json` is replaced atomically, and only after its checkpoint is complete, so a
-crash at any moment leaves the previous consistent pair. Training, export, generation
-and evaluation all read runs through this module.
+The state files are replaced atomically, and only after their checkpoint is complete,
+so a crash at any moment leaves the previous consistent pair. A checkpoint that cannot
+be read (truncated, emptied, deleted) is passed over for the one before it, with a
+warning; a damaged state.json is rebuilt from the per-checkpoint states. Training,
+export, generation and evaluation all read runs through this module.
 """
+import glob
 import json
 import os
 
 import tensorflow as tf
 
 from progan_tf import networks
+from progan_tf.errors import RunError
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
@@ -38,10 +43,66 @@ def checkpoint_dir(run_dir):
     return os.path.join(run_dir, "checkpoints")
 
 
+def state_path(run_dir, checkpoint=None):
+    """state.json, or the state file of one checkpoint (`ckpt-12.state.json`)."""
+    return os.path.join(checkpoint_dir(run_dir), f"{checkpoint}.state.json" if checkpoint else STATE_FILE)
+
+
+def _read_state_file(path):
+    """A state dict, or None when the file is missing or damaged."""
+    try:
+        state = read_json(path)
+        return state if isinstance(state, dict) and {"checkpoint", "step", "resolution"} <= set(state) else None
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint_states(run_dir):
+    """The states of the run's checkpoints, newest first: state.json's and every ckpt-N.state.json."""
+    states = {}
+    for path in [state_path(run_dir)] + glob.glob(os.path.join(checkpoint_dir(run_dir), "ckpt-*.state.json")):
+        state = _read_state_file(path)
+        if state is not None:
+            states.setdefault(state["checkpoint"], state)
+    return sorted(states.values(), key=lambda state: state["step"], reverse=True)
+
+
 def read_state(run_dir):
-    """The state dict of the newest complete checkpoint, or None for a run that has none."""
-    path = os.path.join(checkpoint_dir(run_dir), STATE_FILE)
-    return read_json(path) if os.path.exists(path) else None
+    """The state of the newest checkpoint, or None for a run that has none."""
+    states = checkpoint_states(run_dir)
+    return states[0] if states else None
+
+
+def restore_newest(run_dir, restore, warn=print):
+    """`restore(state, checkpoint path)` from the newest checkpoint that can be read.
+
+    Args:
+      run_dir: the run directory.
+      restore: fn(state, path) -> anything; raises when the checkpoint cannot be read.
+      warn: where the one-line warning about each checkpoint passed over goes.
+
+    Returns:
+      (state, what `restore` returned).
+
+    Raises:
+      RunError: no checkpoint can be read.
+    """
+    states, passed = checkpoint_states(run_dir), []
+    for state in states:
+        try:
+            result = restore(state, os.path.join(checkpoint_dir(run_dir), state["checkpoint"]))
+        except Exception as e:  # noqa: BLE001 (TensorFlow reports damaged files in many ways)
+            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+            passed.append((state["checkpoint"], f"{type(e).__name__}: {reason}" if reason else type(e).__name__))
+            continue
+        for name, reason in passed:
+            warn(f"warning: checkpoint {name} in {checkpoint_dir(run_dir)} cannot be read ({reason}); "
+                 f"using {state['checkpoint']} instead")
+        return state, result
+    if not states:
+        raise RunError(f"no checkpoint in {checkpoint_dir(run_dir)}; train first, or check the run directory")
+    raise RunError(f"none of the {len(states)} checkpoints in {checkpoint_dir(run_dir)} can be read (newest: "
+                   f"{passed[0][1]}); restore the directory from a backup, or start afresh in another directory")
 
 
 def read_network(run_dir):
@@ -55,7 +116,7 @@ def resolutions_held(state):
     return [resolution, resolution // 2] if state["fading"] else [resolution]
 
 
-def load_generator(run_dir, resolution=None):
+def load_generator(run_dir, resolution=None, warn=print):
     """The generator average Gs of a run's newest checkpoint.
 
     Args:
@@ -68,15 +129,21 @@ def load_generator(run_dir, resolution=None):
       (Gs keras.Model latents -> images in [-1, 1], NetworkConfig, state dict).
 
     Raises:
-      FileNotFoundError: the run has no checkpoint.
+      RunError: the run has no checkpoint that can be read, or no readable config.json.
       ValueError: the checkpoint holds no complete generator at `resolution`.
     """
-    state = read_state(run_dir)
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(run_dir)}; train first or check the run directory")
-    config = read_network(run_dir)
-    saved = networks.build_generator(config, state["resolution"], fading=state["fading"])
-    tf.train.Checkpoint(Gs=saved).restore(os.path.join(checkpoint_dir(run_dir), state["checkpoint"])).expect_partial()
+    try:
+        config = read_network(run_dir)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{os.path.join(run_dir, CONFIG_FILE)} cannot be read ({type(e).__name__}: {e}); it holds "
+                       f"the network of the run, so the run cannot be loaded without it") from None
+
+    def restore(state, path):
+        saved = networks.build_generator(config, state["resolution"], fading=state["fading"])
+        tf.train.Checkpoint(Gs=saved).restore(path).assert_existing_objects_matched().expect_partial()
+        return saved
+
+    state, saved = restore_newest(run_dir, restore, warn)
     if resolution is None:
         networks.set_alpha(saved, state["alpha"])
         return saved, config, state

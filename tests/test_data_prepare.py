@@ -264,3 +264,31 @@ def test_reader_refuses_incomplete_or_damaged_datasets(tmp_path):
     os.remove(tmp_path / "d" / "manifest.json")
     with pytest.raises(ValueError, match="not a prepared dataset"):
         tfrecord.read_manifest(str(tmp_path / "d"))
+
+
+def test_one_image_duplicates_links_mixed_sizes_and_files_changing_meanwhile(tmp_path):
+    rng = np.random.default_rng(7)
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(one / "only.png")
+    assert prepare(sources.FolderSource(str(one)), tmp_path / "d1", max_resolution=16)["num_images"] == 1
+
+    root = tmp_path / "many"
+    root.mkdir()
+    pictures = [rng.integers(0, 256, (h, w, 3), np.uint8) for h, w in ((16, 16), (40, 24), (64, 64), (17, 33))]
+    for i, picture in enumerate(pictures):
+        Image.fromarray(picture).save(root / f"{i}.png")
+    (root / "copy.png").write_bytes((root / "0.png").read_bytes())  # the same file twice
+    os.symlink(root / "2.png", root / "link.png")  # and once through a link
+    Image.fromarray(pictures[1]).save(root / "vanishes.png")
+    Image.fromarray(pictures[2]).save(root / "shrinks.png")
+    source = sources.FolderSource(str(root))  # the listing is taken here ...
+    os.remove(root / "vanishes.png")  # ... and then the folder changes under the job
+    with open(root / "shrinks.png", "r+b") as f:
+        f.truncate(40)
+    manifest = prepare(source, tmp_path / "d2", max_resolution=16)
+    assert {s["item"] for s in manifest["skipped"]} == {"vanishes.png", "shrinks.png"}
+    assert manifest["num_images"] == 6  # mixed sizes are squared and resized, duplicates kept
+    assert sorted((d["item"], d["same_as"]) for d in manifest["duplicates"]) == [("copy.png", "0.png"),
+                                                                                ("link.png", "2.png")]
+    assert manifest["num_duplicates"] == 2

@@ -12,17 +12,13 @@ import typing
 
 from absl import app, flags, logging
 
-from progan_tf.errors import ConfigError
+from progan_tf.errors import ConfigError, RunError  # noqa: F401 (RunError: for the commands)
 
 _GROUPS = {}  # flag name -> help group, in definition order
 
 
 class UsageError(ValueError):
     """Bad command-line input: reported as one line with exit code 2."""
-
-
-class RunError(RuntimeError):
-    """The work itself cannot be done (no usable checkpoint, disk full, port busy): exit code 1."""
 
 
 def fail(program, message, code=2):

@@ -19,6 +19,7 @@ Datasets here: ArrayDataset (images in memory) and PreparedDataset (a dataset pr
 by progan-prepare; `open_dataset(data_dir)` opens and checks one). The inputs that
 progan-prepare reads are "sources" (progan_tf.data.sources).
 """
+import hashlib
 import os
 
 import numpy as np
@@ -52,6 +53,12 @@ class ArrayDataset:
         self.max_resolution = images.shape[1]
         self.num_channels = images.shape[3]
         self._levels = {}
+
+    def identity(self):
+        """What a run records of its data, to notice a resume on other images."""
+        return {"name": self.name, "num_images": int(self.num_images), "max_resolution": int(self.max_resolution),
+                "num_channels": int(self.num_channels),
+                "fingerprint": hashlib.sha1(np.ascontiguousarray(self.images).tobytes()).hexdigest()[:16]}
 
     def level(self, resolution):
         """uint8 [N, resolution, resolution, C] (cached)."""
@@ -97,14 +104,22 @@ def indexed_batches(images, per_replica_batch, input_context, seed, skip_batches
 def finish_batches(batches, mirror, seed, first_batch):
     """[B, R, R, C] uint8 or [0, 255] floats -> float32 in [-1, 1], mirrored, prefetched.
 
-    The flips of batch k are a stateless function of (seed, k), so a stream skipped
-    ahead on resume flips exactly as the uninterrupted one did.
+    Each image's flip is a stateless function of (seed, its position in the stream), so
+    a stream skipped ahead on resume flips as the uninterrupted one did, and the same
+    images flip alike however many replicas split the stream into batches.
     """
+    seed = tf.constant(seed, tf.int64)
+
+    def flip_of(position):
+        return tf.random.stateless_uniform([], seed=tf.stack([seed, position])) < 0.5
+
     def to_float(batch_index, images):
         x = tf.cast(images, tf.float32) / 127.5 - 1.0  # [B, R, R, C] in [-1, 1]
         if mirror:
-            flip = tf.random.stateless_uniform([tf.shape(x)[0]], seed=tf.stack([tf.cast(seed, tf.int64), batch_index]))
-            x = tf.where(flip[:, None, None, None] < 0.5, tf.reverse(x, axis=[2]), x)
+            n = tf.shape(x, out_type=tf.int64)[0]
+            positions = batch_index * n + tf.range(n)  # [B]
+            flip = tf.map_fn(flip_of, positions, fn_output_signature=tf.bool)
+            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
         return x
 
     return batches.enumerate(start=first_batch).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
@@ -140,6 +155,13 @@ class PreparedDataset:
         self.resolutions = self.manifest["resolutions"]
         self.cache_mb, self.shuffle_mb, self.parallel_reads = cache_mb, shuffle_mb, parallel_reads
         self._levels = {}
+
+    def identity(self):
+        """What a run records of its data: the manifest's fingerprint, counts and shape."""
+        with open(os.path.join(self.data_dir, tfrecord.MANIFEST), "rb") as f:
+            fingerprint = hashlib.sha1(f.read()).hexdigest()[:16]
+        return {"name": self.name, "num_images": int(self.num_images), "max_resolution": int(self.max_resolution),
+                "num_channels": int(self.num_channels), "fingerprint": fingerprint}
 
     def image_bytes(self, resolution):
         return resolution * resolution * self.num_channels

@@ -6,12 +6,11 @@ is written into a hidden `.<name>.partial-<pid>` directory beside the target; th
 manifest is its last file and the directory is renamed into place only when complete,
 so a reader never accepts an interrupted dataset.
 """
+import hashlib
 import itertools
-import json
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -20,8 +19,7 @@ import time
 import numpy as np
 
 from progan_tf.data.sources import BadImage, SourceError, fit_square, open_image_source
-from progan_tf.data.tfrecord import (FORMAT, MANIFEST, VERSION, encode_example, pyramid, resolutions_up_to,
-                                     shard_path)
+from progan_tf.data.tfrecord import DatasetWriter, check_target, encode_example, pyramid, resolutions_up_to
 from progan_tf.resolutions import is_resolution
 
 SHARD_TARGET_BYTES = 256 << 20  # automatic sharding: about this much per file
@@ -87,31 +85,6 @@ def preflight(source, max_resolution=0, crop="center", allow_upscale=False, samp
     return max_resolution, seconds_per_image
 
 
-def is_dataset(path):
-    """Whether `path` holds a dataset this package wrote (its manifest names the format)."""
-    try:
-        with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
-            return json.load(f).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_target(out_dir, overwrite):
-    """Refuse to write over anything but an empty directory or, with `overwrite`, a dataset of ours.
-
-    Raises:
-      FileExistsError: `out_dir` is a dataset and `overwrite` is False.
-      ValueError: `out_dir` holds something else, which --overwrite never deletes.
-    """
-    if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
-        return
-    if not is_dataset(out_dir):
-        raise ValueError(f"{out_dir} exists and is not a progan_tf dataset (no manifest.json of format {FORMAT}); "
-                         f"--overwrite replaces only datasets: choose another --out_dir or --name")
-    if not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-
-
 def prepare_from_spec(spec, out_dir, dry_run=False, source_options=None, **options):
     """What progan-prepare does: open the source `spec` and prepare it into `out_dir` (or only plan it).
 
@@ -133,97 +106,6 @@ def prepare_from_spec(spec, out_dir, dry_run=False, source_options=None, **optio
     return prepare_dataset(source, out_dir, **options)
 
 
-class DatasetWriter:
-    """Writes records round-robin into per-resolution shards of a temporary directory.
-
-    `commit` writes the manifest and renames the directory into place; `abort` removes it.
-    """
-
-    def __init__(self, out_dir, shard_counts, overwrite=False):
-        self.out_dir = os.path.normpath(out_dir)
-        check_target(self.out_dir, overwrite)
-        parent, base = os.path.split(os.path.abspath(self.out_dir))
-        os.makedirs(parent, exist_ok=True)
-        _remove_stale_partials(parent, base)
-        self.tmp_dir = os.path.join(parent, f".{base}.partial-{os.getpid()}")
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        os.makedirs(self.tmp_dir)
-        self.overwrite = overwrite
-        self.shard_counts = shard_counts
-        self.counts = {r: [0] * n for r, n in shard_counts.items()}
-        self.writers = {}
-        self.num_images = 0
-
-    def add(self, records):
-        """records: {resolution: serialized example} of one image."""
-        import tensorflow as tf
-        for resolution, record in records.items():
-            shard = self.num_images % self.shard_counts[resolution]
-            key = (resolution, shard)
-            if key not in self.writers:
-                path = os.path.join(self.tmp_dir, shard_path(resolution, shard, self.shard_counts[resolution]))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                self.writers[key] = tf.io.TFRecordWriter(path)
-            self.writers[key].write(record)
-            self.counts[resolution][shard] += 1
-        self.num_images += 1
-
-    def commit(self, manifest):
-        """Close the shards, write `manifest` (plus the shard list) and move the dataset into place.
-
-        Returns:
-          the full manifest.
-        """
-        for writer in self.writers.values():
-            writer.close()
-        levels = {}
-        for resolution, counts in self.counts.items():
-            levels[str(resolution)] = [
-                {"file": shard_path(resolution, i, len(counts)), "num_images": n,
-                 "bytes": os.path.getsize(os.path.join(self.tmp_dir, shard_path(resolution, i, len(counts))))}
-                for i, n in enumerate(counts)]  # empty shards stay: they keep the round-robin order
-        manifest = {"format": FORMAT, "version": VERSION, **manifest, "num_images": self.num_images,
-                    "levels": levels}
-        manifest["bytes"] = sum(s["bytes"] for shards in levels.values() for s in shards)
-        with open(os.path.join(self.tmp_dir, MANIFEST), "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        old = None
-        if os.path.exists(self.out_dir):
-            check_target(self.out_dir, self.overwrite)
-            old = self.tmp_dir.replace(".partial-", ".old-")
-            os.rename(self.out_dir, old)
-        os.rename(self.tmp_dir, self.out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-        return manifest
-
-    def abort(self):
-        for writer in self.writers.values():
-            writer.close()
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
-
-
-def _remove_stale_partials(parent, base):
-    """Delete `.<base>.partial-<pid>` directories left by runs that no longer exist (killed runs)."""
-    prefix = f".{base}.partial-"
-    for entry in os.listdir(parent):
-        if entry.startswith(prefix) and entry[len(prefix):].isdigit():
-            pid = int(entry[len(prefix):])
-            try:
-                os.kill(pid, 0)
-                alive = pid != os.getpid()
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
-            if not alive:
-                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------- parallel encoding
-
 _WORK = None  # (source, resolution, crop, allow_upscale, keep_labels) in each worker
 
 
@@ -236,15 +118,16 @@ def _init_worker(work, in_pool=False):
 
 
 def _encode(item):
-    """Load, square, resize and pyramid one item: ({resolution: record}, None) or (None, (name, reason))."""
+    """Load, square, resize and pyramid one item: (name, {resolution: record}, None) or (name, None, reason)."""
     source, resolution, crop, allow_upscale, keep_labels = _WORK
+    name = source.item_name(item)
     try:
         image, label = source.load(item)
         top = fit_square(image, resolution, crop, allow_upscale)  # [R, R, C]
     except BadImage as e:
-        return None, (source.item_name(item), str(e))
+        return name, None, str(e)
     label = (-1 if label is None else label) if keep_labels else None  # -1: no class (e.g. a root file)
-    return {r: encode_example(level, label) for r, level in pyramid(top).items()}, None
+    return name, {r: encode_example(level, label) for r, level in pyramid(top).items()}, None
 
 
 def _make_pool(workers, work):
@@ -329,28 +212,39 @@ def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upsc
     committed = False
     try:
         work = (source, plan["max_resolution"], crop, allow_upscale, keep_labels)
-        skipped = _encode_all(_ordered_items(source, plan["num_images"], shuffle, seed), work, workers, writer,
-                              progress, plan["num_images"])
+        skipped, duplicates = _encode_all(_ordered_items(source, plan["num_images"], shuffle, seed), work,
+                                          workers, writer, progress, plan["num_images"])
+        if duplicates and progress:
+            print(f"{len(duplicates)} duplicate images (kept; listed in the manifest), e.g. {duplicates[0]['item']} "
+                  f"= {duplicates[0]['same_as']}", file=sys.stderr)
         if not writer.num_images:
             raise SourceError(f"no usable images: all {len(skipped)} were skipped (first: "
                               f"{skipped[0]['item'] if skipped else '-'}: {skipped[0]['reason'] if skipped else '-'})")
         seconds = time.time() - start
-        manifest = writer.commit({
-            "name": os.path.basename(os.path.normpath(out_dir)), "source": source.description,
-            "source_kind": source.kind, "max_resolution": plan["max_resolution"], "resolutions": plan["resolutions"],
-            "num_channels": source.num_channels, "encoding": "raw uint8 HWC in Example feature 'image'",
-            "downsampling": "2x2 mean of the stored level above, rounded half up: (a+b+c+d+2)//4",
-            "crop": crop, "resize_filter": "lanczos", "allow_upscale": allow_upscale,
-            "order": f"shuffled, seed {seed}" if shuffle and source.random_access else "source order",
-            "labels": {"num_classes": len(source.label_names) if source.label_names else None,
-                       "names": source.label_names} if keep_labels else None,
-            "num_skipped": len(skipped), "skipped": skipped, "seconds": round(seconds, 3),
-            "images_per_second": round((writer.num_images + len(skipped)) / max(seconds, 1e-9), 2)})
+        manifest = writer.commit(_manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels,
+                                           skipped, duplicates, seconds, writer.num_images))
         committed = True
         return manifest
     finally:
         if not committed:
             writer.abort()
+
+
+def _manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels, skipped, duplicates,
+              seconds, written):
+    """What manifest.json says of a dataset besides its shards (which the writer adds)."""
+    return {
+        "name": os.path.basename(os.path.normpath(out_dir)), "source": source.description,
+        "source_kind": source.kind, "max_resolution": plan["max_resolution"], "resolutions": plan["resolutions"],
+        "num_channels": source.num_channels, "encoding": "raw uint8 HWC in Example feature 'image'",
+        "downsampling": "2x2 mean of the stored level above, rounded half up: (a+b+c+d+2)//4",
+        "crop": crop, "resize_filter": "lanczos", "allow_upscale": allow_upscale,
+        "order": f"shuffled, seed {seed}" if shuffle and source.random_access else "source order",
+        "labels": {"num_classes": len(source.label_names) if source.label_names else None,
+                   "names": source.label_names} if keep_labels else None,
+        "num_skipped": len(skipped), "skipped": skipped, "num_duplicates": len(duplicates),
+        "duplicates": duplicates, "seconds": round(seconds, 3),
+        "images_per_second": round((written + len(skipped)) / max(seconds, 1e-9), 2)}
 
 
 def _ordered_items(source, count, shuffle, seed):
@@ -363,10 +257,15 @@ def _ordered_items(source, count, shuffle, seed):
 
 
 def _encode_all(items, work, workers, writer, progress, total):
-    """Encode `items` (in this process or a pool of `workers`) into `writer`; returns the skipped ones."""
+    """Encode `items` (in this process or a pool of `workers`) into `writer`.
+
+    Returns:
+      (skipped [{item, reason}], duplicates [{item, same_as}]): duplicates are items whose top level
+      is, pixel for pixel, one written before (copies, links); they are kept, and reported.
+    """
     from tqdm import tqdm
 
-    skipped, pool = [], None
+    skipped, duplicates, seen, pool = [], [], {}, None
     slots, stop = threading.Semaphore(workers * 32), threading.Event()
     bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, mininterval=1.0, smoothing=0.1)
     try:
@@ -376,17 +275,21 @@ def _encode_all(items, work, workers, writer, progress, total):
         else:
             pool = _make_pool(workers, work)
             results = pool.imap(_encode, _bounded(items, slots, stop), chunksize=8)  # ordered: deterministic
-        for records, bad in results:
+        for name, records, reason in results:
             if pool is not None:
                 slots.release()
-            if bad:
-                skipped.append({"item": bad[0], "reason": bad[1]})
+            if reason:
+                skipped.append({"item": name, "reason": reason})
                 if progress:
-                    bar.write(f"skipped {bad[0]}: {bad[1]}", file=sys.stderr)
+                    bar.write(f"skipped {name}: {reason}", file=sys.stderr)
             else:
+                digest = hashlib.sha1(records[max(records)]).hexdigest()
+                if digest in seen:
+                    duplicates.append({"item": name, "same_as": seen[digest]})
+                seen.setdefault(digest, name)
                 writer.add(records)
             bar.update(1)
-        return skipped
+        return skipped, duplicates
     finally:
         bar.close()
         if pool is not None:

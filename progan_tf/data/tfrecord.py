@@ -16,6 +16,7 @@ progan_tf.data.prepare writes it (see there for how a dataset is made atomically
 """
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -134,3 +135,120 @@ def read_level(data_dir, resolution, manifest=None, labels=False):
     if not labels:
         return images
     return images, np.array([parts[s][1][k] for s, k in order], np.int64)
+
+
+def is_dataset(path):
+    """Whether `path` holds a dataset this package wrote (its manifest names the format)."""
+    try:
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_target(out_dir, overwrite):
+    """Refuse to write over anything but an empty directory or, with `overwrite`, a dataset of ours.
+
+    Raises:
+      FileExistsError: `out_dir` is a dataset and `overwrite` is False.
+      ValueError: `out_dir` holds something else, which --overwrite never deletes.
+    """
+    if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+        return
+    if not is_dataset(out_dir):
+        raise ValueError(f"{out_dir} exists and is not a progan_tf dataset (no manifest.json of format {FORMAT}); "
+                         f"--overwrite replaces only datasets: choose another --out_dir or --name")
+    if not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+
+
+class DatasetWriter:
+    """Writes records round-robin into per-resolution shards of a temporary directory.
+
+    `commit` writes the manifest and renames the directory into place; `abort` removes it.
+    """
+
+    def __init__(self, out_dir, shard_counts, overwrite=False):
+        self.out_dir = os.path.normpath(out_dir)
+        check_target(self.out_dir, overwrite)
+        parent, base = os.path.split(os.path.abspath(self.out_dir))
+        os.makedirs(parent, exist_ok=True)
+        _remove_stale_partials(parent, base)
+        self.tmp_dir = os.path.join(parent, f".{base}.partial-{os.getpid()}")
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        os.makedirs(self.tmp_dir)
+        self.overwrite = overwrite
+        self.shard_counts = shard_counts
+        self.counts = {r: [0] * n for r, n in shard_counts.items()}
+        self.writers = {}
+        self.num_images = 0
+
+    def add(self, records):
+        """records: {resolution: serialized example} of one image."""
+        import tensorflow as tf
+        for resolution, record in records.items():
+            shard = self.num_images % self.shard_counts[resolution]
+            key = (resolution, shard)
+            if key not in self.writers:
+                path = os.path.join(self.tmp_dir, shard_path(resolution, shard, self.shard_counts[resolution]))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.writers[key] = tf.io.TFRecordWriter(path)
+            self.writers[key].write(record)
+            self.counts[resolution][shard] += 1
+        self.num_images += 1
+
+    def commit(self, manifest):
+        """Close the shards, write `manifest` (plus the shard list) and move the dataset into place.
+
+        Returns:
+          the full manifest.
+        """
+        for writer in self.writers.values():
+            writer.close()
+        levels = {}
+        for resolution, counts in self.counts.items():
+            levels[str(resolution)] = [
+                {"file": shard_path(resolution, i, len(counts)), "num_images": n,
+                 "bytes": os.path.getsize(os.path.join(self.tmp_dir, shard_path(resolution, i, len(counts))))}
+                for i, n in enumerate(counts)]  # empty shards stay: they keep the round-robin order
+        manifest = {"format": FORMAT, "version": VERSION, **manifest, "num_images": self.num_images,
+                    "levels": levels}
+        manifest["bytes"] = sum(s["bytes"] for shards in levels.values() for s in shards)
+        with open(os.path.join(self.tmp_dir, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        old = None
+        if os.path.exists(self.out_dir):
+            check_target(self.out_dir, self.overwrite)
+            old = self.tmp_dir.replace(".partial-", ".old-")
+            os.rename(self.out_dir, old)
+        os.rename(self.tmp_dir, self.out_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+        return manifest
+
+    def abort(self):
+        for writer in self.writers.values():
+            writer.close()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def _remove_stale_partials(parent, base):
+    """Delete `.<base>.partial-<pid>` directories left by runs that no longer exist (killed runs)."""
+    prefix = f".{base}.partial-"
+    for entry in os.listdir(parent):
+        if entry.startswith(prefix) and entry[len(prefix):].isdigit():
+            pid = int(entry[len(prefix):])
+            try:
+                os.kill(pid, 0)
+                alive = pid != os.getpid()
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            if not alive:
+                shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- parallel encoding

@@ -7,11 +7,13 @@ The JSON is replaced atomically only after its checkpoint is fully written, so a
 at any moment leaves the previous consistent pair in place; the manager keeps at least
 two checkpoints so the one the JSON names always exists.
 """
+import glob
 import os
 
 import tensorflow as tf
 
 from progan_tf import runs
+from progan_tf.errors import RunError
 
 
 def make_checkpoint(models, optimizers):
@@ -44,16 +46,48 @@ class RunCheckpointer:
         os.makedirs(self.directory, exist_ok=True)
 
     def save(self, checkpoint, state):
-        """Save `checkpoint`, then atomically record `state` (a JSON-able dict) as pointing to it."""
-        manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=self.max_to_keep)
-        path = manager.save(checkpoint_number=state["step"])
-        if self.is_chief:
-            runs.write_json_atomic(os.path.join(self.directory, runs.STATE_FILE),
-                                   {**state, "checkpoint": os.path.basename(path)})
+        """Save `checkpoint`, then atomically record `state` (a JSON-able dict) as pointing to it.
+
+        Raises:
+          RunError: the checkpoint cannot be written (a full or read-only disk); the ones
+            already written are untouched and the run resumes from the newest of them.
+        """
+        try:
+            manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=self.max_to_keep)
+            path = manager.save(checkpoint_number=state["step"])
+            if self.is_chief:
+                state = {**state, "checkpoint": os.path.basename(path)}
+                runs.write_json_atomic(runs.state_path(self.run_dir, state["checkpoint"]), state)
+                runs.write_json_atomic(runs.state_path(self.run_dir), state)
+                self._remove_orphan_states()
+        except (OSError, tf.errors.OpError) as e:
+            message = getattr(e, "message", None) or f"{e.strerror or e}"
+            raise RunError(f"cannot write a checkpoint in {self.directory} ({message.strip().splitlines()[0]}); "
+                           f"free some space or make it writable and run the same command again: it resumes "
+                           f"from the newest complete checkpoint") from None
         return path
 
-    def restore(self, checkpoint, state):
-        """Restore `checkpoint` from the file `state` names; every saved value must be used."""
-        path = os.path.join(runs.checkpoint_dir(self.run_dir), state["checkpoint"])
-        checkpoint.restore(path).assert_existing_objects_matched()
-        return path
+    def _remove_orphan_states(self):
+        """State files whose checkpoint the manager has deleted (it keeps max_to_keep)."""
+        for path in glob.glob(os.path.join(self.directory, "ckpt-*.state.json")):
+            if not os.path.exists(path[:-len(".state.json")] + ".index"):
+                os.remove(path)
+
+    def restore(self, build, warn=print):
+        """The newest checkpoint that can be read, restored into the models `build(state)` makes.
+
+        Every saved value must be used (`assert_existing_objects_matched`).
+
+        Returns:
+          (state, the restored models, the checkpoint's path).
+
+        Raises:
+          RunError: no checkpoint can be read.
+        """
+        def restore(state, path):
+            models = build(state)
+            models.checkpoint().restore(path).assert_existing_objects_matched()
+            return models, path
+
+        state, (models, path) = runs.restore_newest(self.run_dir, restore, warn)
+        return state, models, path

@@ -41,6 +41,9 @@ class TrainConfig:
       metrics_num_images: images per evaluation (the paper: 16384).
       steps_per_call: training steps per call of the compiled step (>= 1); results do not depend on
         it, more saves the per-call cost that dominates small steps.
+      nan_retries: times a run whose losses or weights turn NaN or Inf restores its newest checkpoint
+        and goes on past the data that caused it, before it gives up.
+      allow_data_change: resume on other data than the run started on (its config.json records which).
     """
     run_dir: str = "runs/progan"
     loss: str = "wgan_gp"
@@ -66,6 +69,8 @@ class TrainConfig:
     metrics_every_kimg: float = 0
     metrics_num_images: int = 10000
     steps_per_call: int = 8
+    nan_retries: int = 3
+    allow_data_change: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "metrics", tuple(self.metrics))
@@ -115,7 +120,7 @@ _RANGES = {"gp_lambda": _at_least(0), "drift": _at_least(0), "r1_gamma": _at_lea
            "adam_beta2": _unit_interval(), "adam_epsilon": _positive(), "g_ema_beta": _unit_interval(),
            "g_ema_kimg": _at_least(0), "g_ema_rampup": _at_least(0), "tick_kimg": _positive(),
            "checkpoint_kimg": _positive(), "keep_checkpoints": _at_least(2), "grid_size": _at_least(1),
-           "metrics_every_kimg": _at_least(0), "metrics_num_images": _at_least(2), "steps_per_call": _at_least(1),
+           "metrics_every_kimg": _at_least(0), "metrics_num_images": _at_least(2), "steps_per_call": _at_least(1), "nan_retries": _at_least(0),
            "seed": (lambda v: 0 <= v < 2 ** 31, "in [0, 2**31)")}
 
 
@@ -156,3 +161,30 @@ def validate(network, schedule, config, num_replicas, dataset=None):
             raise ConfigError("the data's largest resolution is {top}, below {resolution}={value}; lower "
                               "{resolution} or prepare larger images", top=dataset.max_resolution,
                               value=network.resolution)
+
+
+def check_resume(saved, options, run_dir, allow_data_change=False):
+    """A resumed run must be the one its config.json (`saved`) describes.
+
+    Args:
+      saved: the options config.json holds.
+      options: the options of this invocation (`Trainer.options()`).
+
+    Raises:
+      ConfigError: an option that shapes the checkpoints differs, or the data does (without
+        `allow_data_change`).
+    """
+    changed = [k for k in options["network"] if saved.get("network", {}).get(k) != options["network"][k]]
+    changed += [k for k in ("loss", "seed") if saved.get("train", {}).get(k) != options["train"][k]]
+    changed += [k for k in options["schedule"] if k != "total_kimg"
+                and saved.get("schedule", {}).get(k) != options["schedule"][k]]
+    if changed:
+        raise ConfigError("{path} holds a run started with different {changed}; resume with the same options or "
+                          "choose a new {run_dir}", path=run_dir, changed=", ".join(changed))
+    old, new = saved.get("data"), options.get("data")
+    if old and new and old.get("fingerprint") != new.get("fingerprint") and not allow_data_change:
+        raise ConfigError("{path} was trained on {old_name} ({old_n} images, fingerprint {old_fp}), not on {new_name} "
+                          "({new_n} images, {new_fp}); resume on the same data or pass {allow_data_change}",
+                          path=run_dir, old_name=old.get("name"), old_n=old.get("num_images"),
+                          old_fp=old.get("fingerprint"), new_name=new.get("name"), new_n=new.get("num_images"),
+                          new_fp=new.get("fingerprint"))

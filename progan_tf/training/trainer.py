@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf import export, networks, runs
-from progan_tf.errors import ConfigError
+from progan_tf.errors import RunError
 from progan_tf.metrics import evaluate
 from progan_tf.training import checkpoint as ckpt
 from progan_tf.training.adam import FusedAdam
-from progan_tf.training.config import validate
+from progan_tf.training.config import check_resume, validate
 from progan_tf.training.snapshots import RunLog, progress_line
 from progan_tf.training.step import make_train_step
 
@@ -70,6 +70,18 @@ class PhaseModels:
                                     {"g_opt": self.g_opt, "d_opt": self.d_opt})
 
 
+class NonFinite(Exception):
+    """A NaN or Inf in the losses or weights: the run restores its newest checkpoint and goes on."""
+
+
+def check_finite(models):
+    """Raise NonFinite if any weight of G, D or Gs is NaN or Inf."""
+    for part in ("G", "D", "Gs"):
+        variables = getattr(models, part).trainable_variables
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
+            raise NonFinite(f"non-finite weights in {part}")
+
+
 @dataclasses.dataclass
 class Position:
     """Where a run is: images seen, steps taken in all and in the current phase."""
@@ -109,27 +121,21 @@ class Trainer:
     # ---- run options ------------------------------------------------------------------------
 
     def options(self):
-        """The resolved options as config.json stores them."""
+        """The resolved options as config.json stores them, with what identifies the data."""
         options = {"network": self.network.to_dict(), "schedule": dataclasses.asdict(self.schedule),
-                   "train": dataclasses.asdict(self.config), "num_replicas": self.strategy.num_replicas_in_sync}
+                   "train": dataclasses.asdict(self.config), "num_replicas": self.strategy.num_replicas_in_sync,
+                   "data": self.dataset.identity() if hasattr(self.dataset, "identity") else None}
         return json.loads(json.dumps(options))  # tuples -> lists, as stored
 
-    def _check_or_write_options(self):
-        """Write the resolved options as config.json, or check a resumed run still matches them."""
+    def _check_options(self, options):
+        """A resumed run must be the run config.json describes (read only: nothing is written here)."""
         path = os.path.join(self.config.run_dir, runs.CONFIG_FILE)
-        options = self.options()
-        if runs.read_state(self.config.run_dir) is not None and os.path.exists(path):
+        try:
             saved = runs.read_json(path)
-            changed = [k for k in options["network"] if saved["network"].get(k) != options["network"][k]]
-            changed += [k for k in ("loss", "seed") if saved["train"][k] != options["train"][k]]
-            changed += [k for k in options["schedule"] if k != "total_kimg"
-                        and saved["schedule"].get(k) != options["schedule"][k]]
-            if changed:
-                raise ConfigError("{path} holds a run started with different {changed}; resume with the same "
-                                  "options or choose a new {run_dir}", path=self.config.run_dir,
-                                  changed=", ".join(changed))
-        if self.is_chief:
-            runs.write_json_atomic(path, options)
+        except (OSError, ValueError) as e:
+            raise RunError(f"{path} cannot be read ({e}); it records the run's options, so the checkpoints "
+                           f"cannot be resumed safely without it: restore it, or start in another --run_dir") from None
+        check_resume(saved, options, self.config.run_dir, self.config.allow_data_change)
 
     # ---- phases -----------------------------------------------------------------------------
 
@@ -164,11 +170,14 @@ class Trainer:
         Each replica gets its own per-replica batch; the global batch of a step is the
         replicas' batches in replica order (the order the step slices its random draws in).
         """
-        per_replica = phase.batch_size // self.strategy.num_replicas_in_sync
+        replicas = self.strategy.num_replicas_in_sync
+        per_replica = phase.batch_size // replicas
 
         def dataset_fn(input_context):
+            # A pipeline feeds replicas / pipelines replicas a per-replica batch each per step.
+            skip = phase_step * (replicas // input_context.num_input_pipelines)
             return self.dataset.batches(phase.resolution, per_replica, input_context, mirror=self.config.mirror,
-                                        seed=self.config.seed * 1000 + phase.index, skip_batches=phase_step)
+                                        seed=self.config.seed * 1000 + phase.index, skip_batches=skip)
 
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
@@ -185,6 +194,7 @@ class Trainer:
                 "phase": phase.name, "alpha": phase.alpha(position.images_seen), "time": time.time()}
 
     def _save(self, models, position):
+        check_finite(models)  # a checkpoint is never written from non-finite weights
         path = self.checkpointer.save(models.checkpoint(), self.state(models.phase, position))
         self.print(f"checkpoint {os.path.basename(path)} at kimg {position.images_seen / 1000:.1f}")
 
@@ -197,6 +207,9 @@ class Trainer:
         """Progress line, scalars and a Gs grid for the images since the last tick."""
         d_loss = float(tf.reduce_mean(tf.concat([d for d, _ in losses_since], 0)))
         g_loss = float(tf.reduce_mean(tf.concat([g for _, g in losses_since], 0)))
+        if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
+            raise NonFinite(f"non-finite losses (D {d_loss}, G {g_loss})")
+        check_finite(models)
         rate = (images_seen - timing["images"]) / max(time.time() - timing["time"], 1e-9)
         phase, total = models.phase, self.schedule.total_images
         alpha = phase.alpha(images_seen)
@@ -245,18 +258,24 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
 
     def _start(self):
-        """Models and position of a new run, or of the newest checkpoint."""
-        self._check_or_write_options()
-        state = runs.read_state(self.config.run_dir)
-        if state is None:
+        """Models and position of a new run, or of the newest checkpoint that can be read.
+
+        config.json is written only after a resumed run's checkpoint is restored.
+        """
+        options = self.options()
+        if runs.read_state(self.config.run_dir) is None:
             models = self.build_phase(self.schedule.phases()[0])
             if self.is_chief:
+                runs.write_json_atomic(os.path.join(self.config.run_dir, runs.CONFIG_FILE), options)
                 reals = next(iter(self.dataset.batches(self.schedule.max_resolution, self.config.grid_size)))
                 self.log.grid(0, "reals", reals.numpy())
             return models, Position()
-        phase = self.schedule.phases()[state["phase_index"]]
-        models = self.build_phase(phase)
-        path = self.checkpointer.restore(models.checkpoint(), state)
+        self._check_options(options)
+        state, models, path = self.checkpointer.restore(
+            lambda state: self.build_phase(self.schedule.phases()[state["phase_index"]]), warn=self.print)
+        if self.is_chief:
+            runs.write_json_atomic(os.path.join(self.config.run_dir, runs.CONFIG_FILE), options)
+        phase = models.phase
         self.print(f"resumed from {path}: {phase.resolution}x{phase.resolution} {phase.name}, "
                    f"kimg {state['images_seen'] / 1000:.1f}, alpha {phase.alpha(state['images_seen']):.3f}")
         return models, Position(state["images_seen"], state["step"], state["phase_step"])
@@ -268,18 +287,22 @@ class Trainer:
           The final run state dict (images_seen, step, phase, resolution, alpha ...).
         """
         models, position = self._start()
-        total = self.schedule.total_images
+        start_step, total = position.step, self.schedule.total_images
         end = total if stop_at_images is None else min(stop_at_images, total)
         # Ctrl-C and SIGTERM finish the current call of the step and save, so no work is lost.
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            models = self._loop(models, position, end)
+            models = self._train_through_divergence(models, position, end)
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        self._save(models, position)
+        if position.step != start_step:  # rewriting an existing checkpoint could only lose it
+            try:
+                self._save(models, position)
+            except NonFinite as e:  # stopped between ticks with a bad step: keep the last good checkpoint
+                self.print(f"warning: {e}; not saving them, the run resumes from its newest checkpoint")
         self.models, self.result = models, self.state(models.phase, position)
         if self.stop_requested:
             phase = models.phase
@@ -288,6 +311,35 @@ class Trainer:
         elif position.images_seen >= total and self.is_chief:
             self._export_final(models, position.images_seen)
         return self.result
+
+    def _train_through_divergence(self, models, position, end):
+        """_loop, restarted from the newest checkpoint (past the data since) when values go non-finite."""
+        for retry in range(self.config.nan_retries + 1):
+            try:
+                return self._loop(models, position, end)
+            except NonFinite as e:
+                if retry == self.config.nan_retries:
+                    raise RunError(f"training diverged: {e} {retry + 1} times, each after restoring the newest "
+                                   f"checkpoint; lower the learning rates or check the data") from None
+                models = self._recover(position, e)
+        return models
+
+    def _recover(self, position, reason):
+        """The newest checkpoint (or the start), with `position` past the steps and data since it."""
+        if runs.read_state(self.config.run_dir) is None:
+            state, models = {"images_seen": 0, "phase_index": 0, "phase_step": 0}, \
+                self.build_phase(self.schedule.phases()[0])
+            where = "the start"
+        else:
+            state, models, where = self.checkpointer.restore(
+                lambda state: self.build_phase(self.schedule.phases()[state["phase_index"]]), warn=self.print)
+        same_phase = self.schedule.phase_at(position.images_seen).index == state["phase_index"]
+        self.print(f"warning: {reason} at {position.images_seen / 1000:.1f} kimg; training again from {where} "
+                   f"with the data and random draws after it")
+        # The step counter (the random draws) and the data position go on from where it failed.
+        position.images_seen = state["images_seen"]
+        position.phase_step = position.phase_step if same_phase else state["phase_step"]
+        return models
 
     def _loop(self, models, position, end):
         """Train from `position` (updated in place) to `end` images; returns the last phase's models."""
