@@ -28,8 +28,15 @@ def test_tiny_run_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     lines, ticks_seen = [], []
     config = TrainConfig(run_dir=str(run_dir), tick_kimg=0.032, checkpoint_kimg=0.096, grid_size=4)
-    state = Trainer(NET, SCHEDULE, config, SOURCE, shared_strategy("/cpu:0"), print_fn=lines.append,
-                    on_tick=lambda models, images: ticks_seen.append((images, models.phase.index))).train()
+    trainer = Trainer(NET, SCHEDULE, config, SOURCE, shared_strategy("/cpu:0"), print_fn=lines.append,
+                      on_tick=lambda models, images: ticks_seen.append((images, models.phase.index)))
+    state = trainer.train()
+    # The plan comes before the first step; the ETA model saw 3 switches (each phase's first call, which
+    # traces: 4 steps up to the first tick) and the other 4 steps of each phase as step time.
+    assert lines[0].startswith("plan: 3 phases, 0.192 kimg") and lines[1] == "devices: CPU:0"
+    assert lines[2].startswith("estimated time: ") and "ETA" in lines[3]
+    assert len(trainer.eta.costs["switch"]) == 3 and len(trainer.eta.costs["tick"]) == 6
+    assert {index: steps for index, (steps, _) in trainer.eta.measured.items()} == {0: 4, 1: 4, 2: 4}
     assert ticks_seen == [(32, 0), (64, 0), (96, 1), (128, 1), (160, 2), (192, 2)]
     assert state["images_seen"] == SCHEDULE.total_images == 192
     assert (state["resolution"], state["phase"], state["phase_index"]) == (8, "stable", 2)

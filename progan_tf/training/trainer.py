@@ -22,6 +22,7 @@ from progan_tf.errors import RunError
 from progan_tf.metrics import evaluate
 from progan_tf.training import checkpoint as ckpt
 from progan_tf.training.adam import FusedAdam
+from progan_tf.training import progress
 from progan_tf.training.config import check_resume, validate
 from progan_tf.training.snapshots import RunLog, progress_line
 from progan_tf.training.step import make_train_step
@@ -37,6 +38,16 @@ def make_strategy(devices=None):
     if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices or None)
+
+
+_RATE = []
+
+
+def _probe_rate():
+    """This machine's convolution rate for the ETA, measured once per process."""
+    if not _RATE:
+        _RATE.append(progress.probe_rate())
+    return _RATE[0]
 
 
 def make_deterministic():
@@ -203,18 +214,27 @@ class Trainer:
                   for i in range(0, len(self.grid_latents), 16)]
         return self.log.grid(images_seen, f"fakes_{images_seen:010d}", np.concatenate(chunks))
 
+    def _measure_steps(self, models, pending, timing):
+        """Wait for the steps since the last measurement and tell the ETA model what they took."""
+        if pending:
+            pending[-1][0].numpy()
+        now = time.time()
+        self.eta.steps(models.phase, timing["steps"], now - timing["mark"])
+        timing.update(mark=now, steps=0)
+        return now
+
     def _tick(self, models, images_seen, losses_since, timing):
         """Progress line, scalars and a Gs grid for the images since the last tick."""
         d_loss = float(tf.reduce_mean(tf.concat([d for d, _ in losses_since], 0)))
         g_loss = float(tf.reduce_mean(tf.concat([g for _, g in losses_since], 0)))
+        began = self._measure_steps(models, losses_since, timing)
         if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
             raise NonFinite(f"non-finite losses (D {d_loss}, G {g_loss})")
         check_finite(models)
         rate = (images_seen - timing["images"]) / max(time.time() - timing["time"], 1e-9)
         phase, total = models.phase, self.schedule.total_images
         alpha = phase.alpha(images_seen)
-        self.print(progress_line(images_seen, total, phase, alpha, rate, d_loss, g_loss,
-                                 (total - images_seen) / max(rate, 1e-9)))
+        self.print(progress_line(images_seen, total, phase, alpha, rate, d_loss, g_loss, self._eta(images_seen)))
         self.log.scalars(images_seen, {
             "kimg": images_seen / 1000, "resolution": phase.resolution, "alpha": alpha, "phase": phase.name,
             "images_per_second": rate, "loss/D": d_loss, "loss/G": g_loss, "learning_rate": phase.learning_rate,
@@ -226,7 +246,13 @@ class Trainer:
         if self.on_tick is not None and self.is_chief:
             self.on_tick(models, images_seen)
         self.log.flush()
-        timing.update(images=images_seen, time=time.time())
+        done = time.time()
+        self.eta.cost("tick", done - began)
+        timing.update(images=images_seen, time=done, mark=done)
+
+    def _eta(self, images_seen):
+        config = self.config
+        return self.eta.remaining(images_seen, config.tick_kimg * 1000, config.checkpoint_kimg * 1000)
 
     def _evaluate(self, models, images_seen):
         """Score Gs at the current resolution, log it, and keep the best stable-phase Gs per resolution."""
@@ -289,6 +315,12 @@ class Trainer:
         models, position = self._start()
         start_step, total = position.step, self.schedule.total_images
         end = total if stop_at_images is None else min(stop_at_images, total)
+        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, _probe_rate())
+        if self.is_chief:
+            devices = [d.split("device:")[-1] for d in self.strategy.extended.worker_devices]
+            for line in progress.describe_plan(self.schedule, devices, self._eta(position.images_seen),
+                                               position.images_seen):
+                self.print(line)
         # Ctrl-C and SIGTERM finish the current call of the step and save, so no work is lost.
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -345,12 +377,15 @@ class Trainer:
         """Train from `position` (updated in place) to `end` images; returns the last phase's models."""
         config, k = self.config, self.config.steps_per_call
         train_steps, data = self.make_train_step(models, k), self.dataset_iterator(models.phase, position.phase_step)
-        timing, pending = {"images": position.images_seen, "time": time.time()}, []
+        now = time.time()
+        # timing: the tick's images/s (images, time); the ETA model's steps since `mark`; a trace under way.
+        timing, pending = {"images": position.images_seen, "time": now, "mark": now, "steps": 0, "switch": now}, []
         next_tick = position.images_seen + config.tick_kimg * 1000
         next_checkpoint = position.images_seen + config.checkpoint_kimg * 1000
         while position.images_seen < end and not self.stop_requested:
             phase = self.schedule.phase_at(position.images_seen)
             if phase.index != models.phase.index:
+                timing["switch"] = self._measure_steps(models, pending, timing)
                 models, position.phase_step = self.build_phase(phase, previous=models), 0
                 train_steps, data = self.make_train_step(models, k), self.dataset_iterator(phase, 0)
                 self.print(f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.name}, "
@@ -365,6 +400,12 @@ class Trainer:
             d_losses, g_losses = train_steps(data, tf.constant(position.step, tf.int64),
                                              tf.constant(alphas, tf.float32), tf.constant(betas, tf.float32),
                                              tf.constant(count, tf.int32))
+            if timing["switch"] is not None:  # the first call of a phase: building and tracing are not steps
+                now = time.time()
+                self.eta.cost("switch", max(now - timing["switch"] - count * self.eta.step_seconds(phase), 0.0))
+                timing.update(mark=now, switch=None)
+            else:
+                timing["steps"] += count
             # Losses stay on the device until the tick, so the host never waits for a call to finish.
             pending.append((d_losses[:count], g_losses[:count]))
             position.images_seen += count * phase.batch_size
@@ -374,7 +415,10 @@ class Trainer:
                 self._tick(models, position.images_seen, pending, timing)
                 pending, next_tick = [], position.images_seen + config.tick_kimg * 1000
             if position.images_seen >= next_checkpoint:
+                began = self._measure_steps(models, pending, timing)
                 self._save(models, position)
+                timing["mark"] = time.time()
+                self.eta.cost("checkpoint", timing["mark"] - began)
                 next_checkpoint = position.images_seen + config.checkpoint_kimg * 1000
         return models
 

@@ -1,0 +1,102 @@
+"""How long a run will take: the plan before the first step, and the ETA of every tick.
+
+The ETA comes from the schedule, not from the last tick's speed: the steps left in each
+phase times that phase's time per step, plus a cost per phase switch (building the
+models, tracing the step), per tick and per checkpoint. A phase's time per step is what
+the run measured in it once it has run there; for phases not reached yet it is
+`overhead + flops(phase) / rate`, the FLOPs counted by progan_tf.bench.flops and the rate
+and overhead fitted to the phases measured so far (before any step, the rate of a short
+convolution probe on this machine). Trace time never counts as step time, so the ETA
+right after a start or a resume is as sane as later.
+"""
+import numpy as np
+
+from progan_tf.bench import flops
+
+PRIOR_OVERHEAD = 0.004  # seconds per step before any is measured (a 2-core CPU runs 4x4 steps in ~5 ms)
+PRIOR_SWITCH = 5.0  # seconds per phase switch before one is measured
+PRIOR_COSTS = {"tick": 0.3, "checkpoint": 1.0}  # seconds, before one is measured
+_PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
+
+
+def probe_rate(seconds=0.3):
+    """This machine's FLOP/s for a mid-sized 3x3 convolution forward + backward, from a short timing."""
+    from progan_tf.bench import peak
+    return peak.conv_peak(*_PROBE, target_seconds=seconds, repeats=1, budget_seconds=0)["gflops"] * 1e9
+
+
+class Eta:
+    """Time per step, per phase switch, per tick and per checkpoint, fitted to what the run measures.
+
+    Args:
+      network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
+      rate: FLOP/s before any step is measured (`probe_rate()`).
+    """
+
+    def __init__(self, network, schedule, loss, rate):
+        self.schedule = schedule
+        self.flops = {p.index: flops.stage_flops(network, p.resolution, p.fading, p.batch_size, loss)["iteration"]
+                      for p in schedule.phases()}
+        self.rate, self.overhead = rate, PRIOR_OVERHEAD
+        self.measured = {}  # phase index -> [steps, seconds]
+        self.costs = {"switch": [], "tick": [], "checkpoint": []}  # seconds of each, as measured
+
+    def steps(self, phase, steps, seconds):
+        """`steps` steady steps of `phase` took `seconds`."""
+        if steps <= 0:
+            return
+        total = self.measured.setdefault(phase.index, [0, 0.0])
+        total[0], total[1] = total[0] + steps, total[1] + seconds
+        self._fit()
+
+    def cost(self, kind, seconds):
+        """A phase switch (or the first trace), a tick or a checkpoint took `seconds`."""
+        self.costs[kind].append(seconds)
+
+    def step_seconds(self, phase):
+        steps, seconds = self.measured.get(phase.index, (0, 0.0))
+        if steps >= 10:
+            return seconds / steps
+        return self.overhead + self.flops[phase.index] / self.rate
+
+    def _median(self, kind):
+        return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS.get(kind, PRIOR_SWITCH)
+
+    def _fit(self):
+        """overhead + flops / rate through the measured phases (one phase: keep the rate, fit the overhead)."""
+        x = np.array([self.flops[i] for i in self.measured])
+        y = np.array([seconds / steps for steps, seconds in self.measured.values()])
+        if len(x) >= 2 and np.ptp(x) > 0.2 * x.max():
+            slope, intercept = np.polyfit(x, y, 1)
+            if slope > 0 and intercept >= 0:
+                self.rate, self.overhead = 1.0 / slope, float(intercept)
+                return
+        self.overhead = max(float(np.mean(y - x / self.rate)), 0.0)
+
+    def remaining(self, images_seen, tick_images, checkpoint_images, end_images=None):
+        """Seconds from `images_seen` to `end_images` (default: the schedule's end), everything included."""
+        end = self.schedule.total_images if end_images is None else end_images
+        seconds, current = 0.0, self.schedule.phase_at(min(images_seen, end - 1)).index
+        for phase in self.schedule.phases():
+            left = min(phase.end, end) - max(images_seen, phase.start)
+            if left > 0:
+                seconds += -(-left // phase.batch_size) * self.step_seconds(phase)
+                seconds += self._median("switch") if phase.index > current else 0.0
+        left = max(end - images_seen, 0)
+        return (seconds + left / tick_images * self._median("tick")
+                + left / checkpoint_images * self._median("checkpoint"))
+
+
+def describe_plan(schedule, devices, seconds, images_seen=0):
+    """The plan in a few lines: the phases, the images, the devices and the estimated time (`seconds`)."""
+    from progan_tf.training.snapshots import format_duration
+    by_resolution = {}
+    for phase in schedule.phases():
+        by_resolution.setdefault(phase.resolution, []).append(f"{phase.name} {(phase.end - phase.start) / 1000:g}")
+    stages = ", ".join(f"{r}x{r} {' + '.join(parts)}" for r, parts in by_resolution.items())
+    done = f", {images_seen / 1000:.1f} done" if images_seen else ""
+    return [f"plan: {len(schedule.phases())} phases, {schedule.total_images / 1000:g} kimg{done} "
+            f"(kimg per phase: {stages})",
+            f"devices: {', '.join(devices)}",
+            f"estimated time: {format_duration(seconds)} (FLOPs of each phase at this machine's measured "
+            f"convolution rate; refined by each tick)"]

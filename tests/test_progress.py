@@ -1,0 +1,82 @@
+"""The ETA model: from the schedule and FLOPs, not from the last tick's speed."""
+import pytest
+
+from progan_tf.networks import NetworkConfig
+from progan_tf.schedule import Schedule
+from progan_tf.training import progress
+
+NET = NetworkConfig(resolution=32, latent_size=64, fmap_base=256, fmap_max=64)
+SCHEDULE = Schedule(max_resolution=32, fade_kimg=20, stable_kimg=20, total_kimg=180,
+                    batch_sizes={4: 32, 8: 32, 16: 32, 32: 32})
+RATE, OVERHEAD, SWITCH = 20e9, 0.003, 8.0  # the "machine" of these tests
+
+
+def true_step(eta, phase):
+    return OVERHEAD + eta.flops[phase.index] / RATE
+
+
+def true_remaining(eta, images_seen):
+    """What the run really has left on the test machine (no ticks or checkpoints)."""
+    seconds, current = 0.0, SCHEDULE.phase_at(images_seen).index
+    for phase in SCHEDULE.phases():
+        left = phase.end - max(images_seen, phase.start)
+        if left > 0:
+            seconds += -(-left // phase.batch_size) * true_step(eta, phase) + (SWITCH if phase.index > current else 0)
+    return seconds
+
+
+def run_to(eta, images):
+    """Feed the ETA model what the test machine measures, phase by phase, up to `images`."""
+    for phase in SCHEDULE.phases():
+        if phase.start >= images:
+            break
+        if phase.index:
+            eta.cost("switch", SWITCH)
+        steps = (min(phase.end, images) - phase.start) // phase.batch_size
+        eta.steps(phase, steps, steps * true_step(eta, phase))
+
+
+def test_eta_extrapolates_unreached_phases_by_flops():
+    # The probe says half the true rate; after two phases are measured the fit finds the machine.
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=RATE / 2)
+    eta.costs["tick"], eta.costs["checkpoint"] = [0.0], [0.0]
+    run_to(eta, 30_000)  # 4x4 and half of the 8x8 fade measured; 16x16 and 32x32 not reached
+    assert eta.remaining(30_000, 10_000, 20_000) == pytest.approx(true_remaining(eta, 30_000), rel=0.02)
+    # The current speed (the 8x8 fade's) would predict less than 40 % of it: 32x32 steps cost more.
+    naive = (SCHEDULE.total_images - 30_000) / 32 * true_step(eta, SCHEDULE.phase_at(30_000))
+    assert naive < 0.4 * true_remaining(eta, 30_000)
+
+
+def test_measured_phase_uses_its_own_step_time():
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=RATE)
+    phase = SCHEDULE.phases()[0]
+    eta.steps(phase, 100, 100 * 0.05)  # far from what FLOPs predict: the measurement wins
+    assert eta.step_seconds(phase) == pytest.approx(0.05)
+
+
+def test_trace_time_is_a_switch_cost_not_step_time():
+    # Right after a start or resume the first call traces for seconds; that is counted once per phase
+    # switch, so the ETA stays what the steps predict (a resumed run's ETA was 10x too long).
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=RATE)
+    eta.costs["tick"], eta.costs["checkpoint"] = [0.0], [0.0]
+    eta.cost("switch", 30.0)
+    phase = SCHEDULE.phase_at(100_000)
+    eta.steps(phase, 50, 50 * true_step(eta, phase))
+    expected = true_remaining(eta, 100_000) + (30.0 - SWITCH) * 2  # two switches left, at the measured 30 s
+    assert eta.remaining(100_000, 10_000, 20_000) == pytest.approx(expected, rel=0.02)
+
+
+def test_ticks_and_checkpoints_are_counted():
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=RATE)
+    eta.costs["tick"], eta.costs["checkpoint"] = [0.0], [0.0]
+    base = eta.remaining(160_000, 10_000, 20_000)
+    eta.costs["tick"], eta.costs["checkpoint"] = [2.0], [5.0]
+    assert eta.remaining(160_000, 10_000, 20_000) == pytest.approx(base + 2 * 2.0 + 1 * 5.0)
+
+
+def test_plan_names_phases_devices_and_time():
+    lines = progress.describe_plan(SCHEDULE, ["CPU:0", "CPU:1"], 754.0, images_seen=60_000)
+    assert lines[0].startswith("plan: 7 phases, 180 kimg, 60.0 done")
+    assert "4x4 stable 20, 8x8 fade 20 + stable 20" in lines[0] and "32x32 fade 20 + stable 60" in lines[0]
+    assert lines[1] == "devices: CPU:0, CPU:1"
+    assert lines[2].startswith("estimated time: 12m34s")
