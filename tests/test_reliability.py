@@ -172,6 +172,53 @@ def test_a_full_disk_is_a_clear_error_and_keeps_every_checkpoint(tmp_path, monke
     assert trainer(tmp_path).train(stop_at_images=128)["images_seen"] == 128
 
 
+def _fill(directory):
+    """Write zeros into `directory` until its file system is full."""
+    with open(os.path.join(directory, "filler"), "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+
+
+def _cli(tmp_path, program, *args):
+    return subprocess.run([sys.executable, "-m", f"progan_tf.cli.{program}", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(tmp_path):
+    """A 6 MiB tmpfs, filled: prepare --overwrite, export and train each end in one line, exit 1."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); the ENOSPC injection tests still run")
+    try:
+        ds, run_dir, models = disk / "ds", disk / "run", disk / "models"
+        prepare = ["--source=synthetic", f"--out_dir={ds}", "--num_images=64", "--max_resolution=8",
+                   "--progress=false"]
+        assert _cli(tmp_path, "prepare", *prepare).returncode == 0
+        manifest = (ds / "manifest.json").read_bytes()
+        assert _cli(tmp_path, "train", *KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={run_dir}").returncode == 0
+        assert _cli(tmp_path, "export", f"--run_dir={run_dir}", f"--export_base={models}").returncode == 0
+        _fill(disk)
+        for program, args in (("prepare", [*prepare, "--overwrite", "--num_images=128"]),
+                              ("export", [f"--run_dir={run_dir}", f"--export_base={models}"]),
+                              ("train", [*KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={disk / 'run2'}"])):
+            result = _cli(tmp_path, program, *args)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, (program, result.stderr[-2000:])
+            assert result.stderr.strip().count("\n") == 0 and "No space left on device" in result.stderr, program
+        # What was there before is intact: the dataset, the export, the finished run.
+        from progan_tf.data.pipeline import PreparedDataset
+        assert (ds / "manifest.json").read_bytes() == manifest and PreparedDataset(str(ds)).level(8).shape[0] == 64
+        assert sorted(os.listdir(models)) == ["1"]
+        tf.saved_model.load(str(models / "1"))
+        runs.load_generator(str(run_dir))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
 # ---- resume safety -------------------------------------------------------------------------------
 
 def test_resuming_on_other_data_needs_allow_data_change(tmp_path):

@@ -145,5 +145,26 @@ def run_app(program, doc, main):
             fail(program, f"{e.strerror or e}{': ' + e.filename if getattr(e, 'filename', None) else ''}", code=1)
         except KeyboardInterrupt:
             sys.exit(130)
+        except Exception as e:  # TensorFlow's file writers raise their own errors for a full or read-only disk
+            line = disk_error(e)
+            if line is None:
+                raise
+            fail(program, line, code=1)
 
     app.run(run, flags_parser=parse)
+
+
+_DISK_ERRORS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
+
+
+def disk_error(error):
+    """One line for a TensorFlow write that failed for lack of space or permission, else None."""
+    if not type(error).__module__.startswith("tensorflow"):
+        return None
+    text = str(getattr(error, "message", error))
+    reason = next((r for r in _DISK_ERRORS if r in text), None)
+    if reason is None:
+        return None
+    path = next((word.rstrip(";:,") for word in text.split() if word.startswith("/")), "a file")
+    return (f"cannot write {path}: {reason}; free some space (or fix the permissions) and run the same command "
+            f"again: what was written before is intact")

@@ -230,7 +230,10 @@ class DatasetWriter:
 
     def abort(self):
         for writer in self.writers.values():
-            writer.close()
+            try:
+                writer.close()
+            except Exception:  # closing flushes, which fails again on a full disk; the files are deleted anyway
+                pass
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
