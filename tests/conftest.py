@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from progan_tf.training.trainer import make_deterministic  # noqa: E402
+from progan_tf.training.distribute import make_deterministic  # noqa: E402
 
 make_deterministic()
 _cpu = tf.config.list_physical_devices("CPU")[0]

@@ -77,7 +77,8 @@ RESUME_SCRIPT = textwrap.dedent("""
     from progan_tf.networks import NetworkConfig
     from progan_tf.schedule import Schedule
     from progan_tf.training.config import TrainConfig
-    from progan_tf.training.trainer import Trainer, make_deterministic
+    from progan_tf.training.distribute import make_deterministic
+    from progan_tf.training.trainer import Trainer
 
     make_deterministic()  # what --deterministic does
     net = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from progan_tf.errors import ConfigError
+from progan_tf.training import distribute
 from progan_tf.training import trainer as trainer_lib
 from progan_tf.training.config import validate
 
@@ -56,7 +57,7 @@ def run(network, schedule, config, data_dir="", synthetic_images=4096, devices=(
       data_dir: a prepared dataset; empty for the embedded synthetic shapes (`synthetic_images` of them).
       devices: devices for MirroredStrategy (default: every GPU, or the CPU).
       cpu_devices: split the CPU into this many logical devices first (to try multi-device runs).
-      deterministic: bit-exact reruns and resumes (`trainer.make_deterministic`).
+      deterministic: bit-exact reruns and resumes (`distribute.make_deterministic`).
       stop_at_kimg: stop with a checkpoint at this many kimg (0: train to the end).
       dry_run: validate and print the resolved options as JSON, and train nothing.
 
@@ -66,9 +67,9 @@ def run(network, schedule, config, data_dir="", synthetic_images=4096, devices=(
     if cpu_devices:
         split_cpu(cpu_devices)
     if deterministic:
-        trainer_lib.make_deterministic()
+        distribute.make_deterministic()
     # MultiWorkerMirroredStrategy must exist before anything initialises TensorFlow's context.
-    strategy = trainer_lib.make_strategy(list(devices))
+    strategy = distribute.make_strategy(list(devices))
     check_devices(devices)
     validate(network, schedule, config, strategy.num_replicas_in_sync)
     if dry_run:
@@ -132,7 +133,7 @@ def bench(network, schedule, config, resolutions=(), reference=0, fades=False, s
                           asked=list(resolutions), known=known)
     with tempfile.TemporaryDirectory(prefix="progan_bench_") as scratch:
         trainer = trainer_lib.Trainer(network, schedule, dataclasses.replace(config, run_dir=scratch), None,
-                                      trainer_lib.make_strategy(list(devices)), print_fn=lambda *_: None)
+                                      distribute.make_strategy(list(devices)), print_fn=lambda *_: None)
         result = throughput.run_benchmark(trainer, list(resolutions), fades, steps, warmup, repeats, wait,
                                           measured, python_loop, print_fn)
     peak_lib.write_json(json_path, result)

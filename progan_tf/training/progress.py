@@ -25,6 +25,16 @@ def probe_rate(seconds=0.3):
     return peak.conv_peak(*_PROBE, target_seconds=seconds, repeats=1, budget_seconds=0)["gflops"] * 1e9
 
 
+_RATE = []
+
+
+def machine_rate():
+    """`probe_rate()`, measured once per process."""
+    if not _RATE:
+        _RATE.append(probe_rate())
+    return _RATE[0]
+
+
 class Eta:
     """Time per step, per phase switch, per tick and per checkpoint, fitted to what the run measures.
 

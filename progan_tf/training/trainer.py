@@ -21,49 +21,12 @@ from progan_tf import export, networks, runs
 from progan_tf.errors import RunError
 from progan_tf.metrics import evaluate
 from progan_tf.training import checkpoint as ckpt
-from progan_tf.training.adam import FusedAdam
 from progan_tf.training import progress
+from progan_tf.training.adam import FusedAdam
+from progan_tf.training.distribute import make_strategy
 from progan_tf.training.config import check_resume, validate
 from progan_tf.training.snapshots import RunLog, progress_line
 from progan_tf.training.step import make_train_step
-
-
-def make_strategy(devices=None):
-    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy.
-
-    Args:
-      devices: device names for MirroredStrategy; None means every visible GPU (or the CPU).
-    """
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.MirroredStrategy(devices or None)
-
-
-_RATE = []
-
-
-def _probe_rate():
-    """This machine's convolution rate for the ETA, measured once per process."""
-    if not _RATE:
-        _RATE.append(progress.probe_rate())
-    return _RATE[0]
-
-
-def make_deterministic():
-    """Make reruns and resumes bit-exact: TensorFlow op determinism, and one op at a time.
-
-    Op determinism alone is not enough on x86: TensorFlow's oneDNN kernels occasionally
-    compute a different result when other ops run beside them (a 4x4 stage, 40 steps:
-    about one process in four ended with different weights, none with one inter-op
-    thread). One inter-op thread costs about 20 % per step (benchmarks/RESULTS.md).
-    Call it before TensorFlow runs anything.
-
-    Raises:
-      RuntimeError: TensorFlow is already initialised.
-    """
-    tf.config.experimental.enable_op_determinism()
-    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 @dataclasses.dataclass
@@ -315,7 +278,7 @@ class Trainer:
         models, position = self._start()
         start_step, total = position.step, self.schedule.total_images
         end = total if stop_at_images is None else min(stop_at_images, total)
-        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, _probe_rate())
+        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate())
         if self.is_chief:
             devices = [d.split("device:")[-1] for d in self.strategy.extended.worker_devices]
             for line in progress.describe_plan(self.schedule, devices, self._eta(position.images_seen),
