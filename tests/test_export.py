@@ -162,7 +162,9 @@ def test_dynamic_batch_and_per_seed_images(exported):
         assert images.shape == (n, 16, 16, 3)
     alone = signatures["generate"](seeds=tf.constant([7], tf.int64))["images"][0]
     batched = signatures["generate"](seeds=tf.constant([3, 7, 9], tf.int64))["images"][1]
-    np.testing.assert_allclose(alone, batched, atol=1e-6)
+    # oneDNN picks kernels by batch size: a batch of 3 may round differently from a batch of 1 (1.2e-6 seen);
+    # a wrong seed or pixel range differs by far more than 1e-5.
+    np.testing.assert_allclose(alone, batched, atol=1e-5)
 
 
 def test_seed_latents_are_a_pure_function_of_each_seed():
