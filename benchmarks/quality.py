@@ -230,7 +230,7 @@ def main(argv):
         results.append(train_row(row, seed))
         print(f"{row} seed {seed}: SWD x1e3 {results[-1]['final']['SWDx1e3_avg']:.2f} "
               f"({(time.time() - began) / 60:.1f} min with evaluation)", flush=True)
-    results.sort(key=lambda r: (FLAGS.rows.index(r["row"]) if r["row"] in FLAGS.rows else 99, r["seed"]))
+    results.sort(key=lambda r: (FLAGS.rows.index(r["row"]), r["seed"]))  # table rows in --rows order
     from progan_tf.data.pipeline import PreparedDataset
     reals = heldout_images(32)
     train_images = PreparedDataset(FLAGS.data).level(32)

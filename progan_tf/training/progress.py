@@ -14,8 +14,7 @@ import numpy as np
 from progan_tf.bench import flops
 
 PRIOR_OVERHEAD = 0.004  # seconds per step before any is measured (a 2-core CPU runs 4x4 steps in ~5 ms)
-PRIOR_SWITCH = 5.0  # seconds per phase switch before one is measured
-PRIOR_COSTS = {"tick": 0.3, "checkpoint": 1.0}  # seconds, before one is measured
+PRIOR_COSTS = {"switch": 5.0, "tick": 0.3, "checkpoint": 1.0}  # seconds of each, before one is measured
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
 
@@ -49,7 +48,7 @@ class Eta:
                       for p in schedule.phases()}
         self.rate, self.overhead = rate, PRIOR_OVERHEAD
         self.measured = {}  # phase index -> [steps, seconds]
-        self.costs = {"switch": [], "tick": [], "checkpoint": []}  # seconds of each, as measured
+        self.costs = {kind: [] for kind in PRIOR_COSTS}  # seconds of each, as measured
 
     def steps(self, phase, steps, seconds):
         """`steps` steady steps of `phase` took `seconds`."""
@@ -70,7 +69,7 @@ class Eta:
         return self.overhead + self.flops[phase.index] / self.rate
 
     def _median(self, kind):
-        return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS.get(kind, PRIOR_SWITCH)
+        return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS[kind]
 
     def _fit(self):
         """overhead + flops / rate through the measured phases (one phase: keep the rate, fit the overhead)."""
@@ -83,12 +82,12 @@ class Eta:
                 return
         self.overhead = max(float(np.mean(y - x / self.rate)), 0.0)
 
-    def remaining(self, images_seen, tick_images, checkpoint_images, end_images=None):
-        """Seconds from `images_seen` to `end_images` (default: the schedule's end), everything included."""
-        end = self.schedule.total_images if end_images is None else end_images
-        seconds, current = 0.0, self.schedule.phase_at(min(images_seen, end - 1)).index
+    def remaining(self, images_seen, tick_images, checkpoint_images):
+        """Seconds from `images_seen` to the end of the schedule, switches, ticks and checkpoints included."""
+        end = self.schedule.total_images
+        seconds, current = 0.0, self.schedule.phase_at(images_seen).index
         for phase in self.schedule.phases():
-            left = min(phase.end, end) - max(images_seen, phase.start)
+            left = phase.end - max(images_seen, phase.start)
             if left > 0:
                 seconds += -(-left // phase.batch_size) * self.step_seconds(phase)
                 seconds += self._median("switch") if phase.index > current else 0.0
