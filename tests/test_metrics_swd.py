@@ -1,27 +1,14 @@
-"""Multi-scale sliced Wasserstein distance: pyramid, descriptors, distance, behaviour on real images."""
+"""Multi-scale sliced Wasserstein distance: levels, descriptors, distance, behaviour on real images."""
 import numpy as np
 import pytest
 import scipy.ndimage
 
+from metric_images import NUM_IMAGES, RESOLUTION, dataset, quantise  # noqa: F401 (dataset: a fixture)
 from progan_tf.data.synthetic import synthetic_images
-from progan_tf.metrics import pyramid, swd
-
-RESOLUTION = 64
-NUM_IMAGES = 128  # per set; 128 * 128 = 16 384 descriptors per level
+from progan_tf.metrics import swd
 
 
 # --- slow reference: the official metrics/sliced_wasserstein.py, NCHW numpy --------------
-
-def _ref_pyr_down(minibatch):
-    return scipy.ndimage.convolve(minibatch, pyramid.GAUSSIAN_FILTER[None, None], mode="mirror")[:, :, ::2, ::2]
-
-
-def _ref_pyr_up(minibatch):
-    n, c, h, w = minibatch.shape
-    res = np.zeros((n, c, h * 2, w * 2), minibatch.dtype)
-    res[:, :, ::2, ::2] = minibatch
-    return scipy.ndimage.convolve(res, pyramid.GAUSSIAN_FILTER[None, None] * 4.0, mode="mirror")
-
 
 def _ref_sliced_wasserstein(a, b, directions, num_channels):
     """finalize_descriptors + sliced_wasserstein of the official code, directions given."""
@@ -34,13 +21,6 @@ def _ref_sliced_wasserstein(a, b, directions, num_channels):
 
 
 # --- helpers --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def dataset():
-    """The embedded dataset split into two disjoint halves, uint8 [N, 64, 64, 3] each."""
-    images, _ = synthetic_images(2 * NUM_IMAGES, RESOLUTION, seed=0)
-    return images[:NUM_IMAGES], images[NUM_IMAGES:]
-
 
 @pytest.fixture(scope="module")
 def described(dataset):
@@ -63,26 +43,22 @@ def _describe(images, seed=1):
     return acc.descriptors()
 
 
-def _quantise(images):
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
-
-
 def _blur(images, sigma, rng):
-    return _quantise(scipy.ndimage.gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0)))
+    return quantise(scipy.ndimage.gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0)))
 
 
 def _noise(images, std, rng):
-    return _quantise(images + rng.normal(0.0, std, images.shape))
+    return quantise(images + rng.normal(0.0, std, images.shape))
 
 
 def _colour_shift(images, amount, rng):
     # Mix each channel towards the next one: a hue rotation with desaturation. A
     # per-channel offset or gain would not do, SWD normalises each channel away.
     f = images.astype(np.float32)
-    return _quantise((1.0 - amount) * f + amount * f[..., [1, 2, 0]])
+    return quantise((1.0 - amount) * f + amount * f[..., [1, 2, 0]])
 
 
-# --- pyramid --------------------------------------------------------------------------
+# --- levels ----------------------------------------------------------------------------
 
 def test_levels_and_neighbourhoods():
     assert swd.pyramid_resolutions(1024) == [1024, 512, 256, 128, 64, 32, 16]
@@ -90,26 +66,6 @@ def test_levels_and_neighbourhoods():
     assert swd.pyramid_resolutions(8) == [8]
     assert [swd.neighbourhood_size(r) for r in (4, 8, 16, 1024)] == [3, 7, 7, 7]
     assert swd.metric_names(32) == ["SWDx1e3_32", "SWDx1e3_16", "SWDx1e3_avg"]
-
-
-def test_pyr_down_and_up_match_the_official_scipy_filters():
-    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
-    nchw = images.transpose(0, 3, 1, 2)
-    down = pyramid.pyr_down(images).numpy()
-    up = pyramid.pyr_up(images).numpy()
-    np.testing.assert_allclose(down, _ref_pyr_down(nchw).transpose(0, 2, 3, 1), atol=1e-3)
-    np.testing.assert_allclose(up, _ref_pyr_up(nchw).transpose(0, 2, 3, 1), atol=1e-3)
-
-
-def test_laplacian_pyramid_reconstructs_exactly(dataset):
-    images = dataset[0][:16].astype(np.float32)
-    levels = pyramid.laplacian_pyramid(images, 3)
-    assert [level.shape[1] for level in levels] == [64, 32, 16]
-    # The band-pass levels carry detail only: they are near zero mean, the low-pass is not.
-    assert abs(float(np.mean(levels[0]))) < 1.0 < float(np.mean(levels[-1]))
-    restored = pyramid.reconstruct_laplacian_pyramid(levels).numpy()
-    assert np.max(np.abs(restored - images)) < 1e-3  # float32 rounding on [0, 255] values
-    assert np.array_equal(_quantise(restored), dataset[0][:16])
 
 
 def test_descriptors_are_the_neighbourhoods():
