@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from prepared_datasets import ListSource
 from progan_tf.data import prepare, tfrecord
 from progan_tf.data.pipeline import PreparedDataset, open_dataset
-from test_data_prepare import ListSource
 
 NUM_IMAGES = 24
 
