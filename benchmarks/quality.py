@@ -117,7 +117,7 @@ def run_worker(spec):
     fakes = evaluator.generate(run.models.Gs)
     rng = np.random.default_rng(0)
     pairs = rng.integers(len(fakes), size=(2, 2000))
-    result = {"row": row, "seed": int(seed), "points": evaluator.points, "final": evaluator.points[-1],
+    result = {"row": row, "seed": int(seed), "cores": len(os.sched_getaffinity(0)), "points": evaluator.points, "final": evaluator.points[-1],
               "train_seconds": evaluator.points[-1]["train_seconds"],
               "cpu_seconds": evaluator.points[-1]["cpu_seconds"],
               "MSSSIM": float(np.mean(ms_ssim.ms_ssim_pairs(fakes[pairs[0]], fakes[pairs[1]]))),
@@ -186,7 +186,8 @@ def plot(results, floor, path, size=(900, 520), margin=60):
         draw.line(line, fill=colour, width=2)
     for i, row in enumerate(rows):
         draw.text((size[0] - margin - 120, margin + 10 + 16 * i), row, fill=COLOURS[i % len(COLOURS)])
-    draw.text((size[0] // 2 - 80, size[1] - 24), "training minutes (2 cores)", fill="black")
+    cores = sorted({r.get("cores", 2) for r in results})
+    draw.text((size[0] // 2 - 80, size[1] - 24), f"training minutes ({'/'.join(map(str, cores))} cores)", fill="black")
     draw.text((8, 8), "SWD x1e3 (average of levels), held-out emoji", fill="black")
     image.save(path)
 
