@@ -1,9 +1,4 @@
-"""Step throughput per resolution: rows that follow the analytical FLOP count; progan-bench writes no run."""
-import json
-import os
-import subprocess
-import sys
-
+"""Step throughput per resolution: rows that follow the analytical FLOP count."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,7 +8,6 @@ from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
 from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
-from test_cli_train import TINY
 
 
 def test_throughput_rows_follow_the_flop_count(tmp_path):
@@ -38,19 +32,3 @@ def test_throughput_rows_follow_the_flop_count(tmp_path):
         assert row["fraction_of_peak_nominal"] == pytest.approx(row["gflops_nominal"] / 120.0)
         assert row["gflops"] < row["gflops_nominal"]  # 3x3 convs at 4x4 and 8x8 skip padding taps
         assert row["steps_per_window"] % 2 == 0 and np.isfinite(row["median"])
-
-
-
-def test_progan_bench_writes_json_and_no_run(tmp_path):
-    out_json = tmp_path / "bench.json"
-    config = [flag for flag in TINY if not flag.startswith("--synthetic_images")]
-    proc = subprocess.Popen([sys.executable, "-m", "progan_tf.cli.bench", *config, f"--run_dir={tmp_path / 'run'}",
-                             "--bench_resolutions=8", "--bench_steps=2", "--bench_repeats=1", "--bench_wait=0",
-                             f"--json={out_json}"], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    assert "img/s" in out and "GFLOP/s" in out
-    result = json.loads(out_json.read_text())
-    assert [r["resolution"] for r in result["rows"]] == [8] and result["rows"][0]["images_per_second"] > 0
-    assert not os.path.exists(tmp_path / "run"), "progan-bench must not create the run directory"

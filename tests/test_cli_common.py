@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from cli_processes import cli, result, tiny_export
 from conftest import REPO
 
 # script module -> a flag of its own that --help must list
@@ -49,3 +50,25 @@ def test_import_without_tensorflow_names_the_extras():
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: progan_tf needs TensorFlow") and "[cpu]" in last and "[gpu]" in last
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """progan-generate, progan-export and progan-serve, each given one bad flag, run concurrently."""
+    root = tmp_path_factory.mktemp("cli")
+    _, base = tiny_export(root)
+    processes = {
+        "bad_generate": cli("generate", f"--model={base}", "--frames_per_seed=0"),
+        "bad_export": cli("export", f"--run_dir={root / 'missing'}"),
+        "bad_serve": cli("serve", f"--model_base_path={base}", "--port=eighty"),
+    }
+    return {"done": {name: result(process) for name, process in processes.items()}}
+
+
+@pytest.mark.parametrize("name, flag", [("bad_generate", "--frames_per_seed"), ("bad_export", "--run_dir"),
+                                        ("bad_serve", "--port")])
+def test_misuse_exits_2_with_one_line_naming_the_flag(runs, name, flag):
+    code, out, err = runs["done"][name]
+    # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; ours is the one "progan-" line.
+    ours = [line for line in err.splitlines() if line.startswith("progan-")]
+    assert code == 2 and len(ours) == 1 and flag in ours[0], err
