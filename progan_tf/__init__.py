@@ -9,13 +9,19 @@ import sys as _sys
 __version__ = "0.1.0"
 
 # TensorFlow's C++ start-up lines bury our output. TF_CPP_MIN_LOG_LEVEL hides most of them, but
-# not the ones TensorFlow 2.17+ writes through absl while it loads (oneDNN's notice, twice). The
-# progan-* commands hide all of them (unless TF_CPP_MIN_LOG_LEVEL or --verbosity is given);
-# `import progan_tf` elsewhere hides only the INFO and WARNING lines it can. This must happen
-# before TensorFlow is imported, i.e. here, before any command's own module.
-_verbose = "TF_CPP_MIN_LOG_LEVEL" in _os.environ or any(a.startswith(("--verbosity", "-v")) for a in _sys.argv[1:])
-_command = _os.path.basename(_sys.argv[0]).startswith("progan-") or _sys.argv[0] == "-m"
+# not the INFO lines TensorFlow 2.17+ writes through absl while it loads (oneDNN's notice, twice).
+# The progan-* commands, and the worker processes they start, hide all of them unless
+# TF_CPP_MIN_LOG_LEVEL=0 or --verbosity asks for INFO lines; `import progan_tf` elsewhere hides
+# only what TF_CPP_MIN_LOG_LEVEL can. A level set by a parent (pytest, a script) means quiet as
+# well. This must happen before TensorFlow is imported, i.e. here, before any command's own module.
+_QUIET = "PROGAN_TF_QUIET"  # set by a quiet command, for its workers
+_verbose = (_os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+            or any(a.startswith(("--verbosity", "-v")) for a in _sys.argv[1:]))
+_command = (_os.path.basename(_sys.argv[0]).startswith("progan-") or _sys.argv[0] == "-m"
+            or _os.environ.get(_QUIET) == "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _command else "2")
+if _command and not _verbose:
+    _os.environ[_QUIET] = "1"
 
 
 def _import_tensorflow(silence):

@@ -72,3 +72,18 @@ def test_misuse_exits_2_with_one_line_naming_the_flag(runs, name, flag):
     # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; ours is the one "progan-" line.
     ours = [line for line in err.splitlines() if line.startswith("progan-")]
     assert code == 2 and len(ours) == 1 and flag in ours[0], err
+
+
+def test_a_level_set_by_the_parent_and_the_worker_processes_stay_quiet(tmp_path):
+    """TF_CPP_MIN_LOG_LEVEL=2 inherited (as from pytest or a script) and a pool of 2 workers: no start-up lines."""
+    from PIL import Image
+    import numpy as np
+    (tmp_path / "images").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    done = subprocess.run([sys.executable, "-m", "progan_tf.cli.prepare", f"--source={tmp_path / 'images'}",
+                           f"--out_dir={tmp_path / 'ds'}", "--max_resolution=8", "--workers=2", "--progress=false"],
+                          env={**_quiet_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith("prepared 4 images")
