@@ -11,7 +11,7 @@ import math
 import keras
 import tensorflow as tf
 
-from progan_tf.ops import downsample, leaky_relu, upsample, upsample_conv_kernel
+from progan_tf.ops import downsample, downsample_conv_kernel, leaky_relu, upsample, upsample_conv_kernel
 
 SQRT2 = math.sqrt(2.0)
 
@@ -43,20 +43,29 @@ class WeightScaledConv2D(keras.layers.Layer):
         (`upsample_conv_kernel`): the same function and the same weights, with 16
         instead of 36 multiply-adds per input pixel and channel pair and no
         upsampled tensor. The official code's "fused scale".
+      downsample: if True (3x3 only), compute avgpool2x2(conv3x3(x)) + bias as one stride-2
+        convolution with a 4x4 kernel averaged from the 3x3 one (`downsample_conv_kernel`):
+        the official discriminator's fused scale, 16 instead of 36 multiply-adds per output
+        pixel and channel pair. Followed by the activation, this is not the unfused block
+        (activation, then pooling), but a slightly different function of the same weights.
     """
 
     def __init__(self, filters, kernel_size=3, gain=SQRT2, use_bias=True, upsample=False, use_wscale=True,
-                 **kwargs):
+                 downsample=False, **kwargs):
         super().__init__(**kwargs)
         _check_positive_int("filters", filters)
         _check_positive_int("kernel_size", kernel_size)
-        if upsample and kernel_size != 3:
-            raise ValueError(f"upsample=True needs kernel_size 3, got {kernel_size}")
+        for name, value in (("upsample", upsample), ("downsample", downsample)):
+            if value and kernel_size != 3:
+                raise ValueError(f"{name}=True needs kernel_size 3, got {kernel_size}")
+        if upsample and downsample:
+            raise ValueError("a conv cannot both upsample and downsample")
         self.filters = filters
         self.kernel_size = kernel_size
         self.gain = float(gain)
         self.use_bias = use_bias
         self.upsample = bool(upsample)
+        self.downsample = bool(downsample)
         self.use_wscale = bool(use_wscale)
 
     def build(self, input_shape):
@@ -75,6 +84,8 @@ class WeightScaledConv2D(keras.layers.Layer):
             y = tf.nn.conv2d_transpose(x, upsample_conv_kernel(kernel),
                                        tf.stack([shape[0], 2 * shape[1], 2 * shape[2], self.filters]),
                                        strides=2, padding="SAME")  # [N, 2H, 2W, filters]
+        elif self.downsample:
+            y = tf.nn.conv2d(x, downsample_conv_kernel(kernel), strides=2, padding="SAME")  # [N, H/2, W/2, filters]
         else:
             y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")  # [N, H, W, filters]
         if self.use_bias:
@@ -85,12 +96,14 @@ class WeightScaledConv2D(keras.layers.Layer):
         n, h, w = input_shape[:3]
         if self.upsample:
             h, w = (None if h is None else 2 * h), (None if w is None else 2 * w)
+        if self.downsample:
+            h, w = (None if h is None else h // 2), (None if w is None else w // 2)
         return (n, h, w, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "gain": self.gain, "use_bias": self.use_bias, "upsample": self.upsample,
-                "use_wscale": self.use_wscale}
+                "downsample": self.downsample, "use_wscale": self.use_wscale}
 
 
 @keras.saving.register_keras_serializable(package="progan")

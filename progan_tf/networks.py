@@ -40,6 +40,12 @@ class NetworkConfig:
         below 16x16 the separate ops are faster on CPU (benchmarks/RESULTS.md). Fused
         blocks have no upsample layer, so checkpoints are only compatible between
         configs with the same value.
+      fused_downsample: discriminator blocks of this resolution and up run their second
+        conv and the 2x2 average pool as one 4x4 stride-2 conv (the official code's fused
+        scale, `WeightScaledConv2D(downsample=True)`, 44 % of that conv's FLOPs),
+        followed by the bias and activation. The official D pools before the activation,
+        the unfused one after it: a slightly different function of the same weights, so
+        a run resumes only with the value it started with. 0 = never.
     """
     resolution: int = 1024
     num_channels: int = 3
@@ -53,6 +59,7 @@ class NetworkConfig:
     wscale: bool = True
     leaky_slope: float = 0.2
     fused_upsample: int = 16
+    fused_downsample: int = 0
 
     def __post_init__(self):
         if not is_resolution(self.resolution):
@@ -73,6 +80,9 @@ class NetworkConfig:
         if self.fused_upsample != 0 and not (is_resolution(self.fused_upsample) and self.fused_upsample >= 8):
             raise ConfigError("{fused_upsample}={value!r} must be 0 (off) or a resolution >= 8",
                               value=self.fused_upsample)
+        if self.fused_downsample != 0 and not (is_resolution(self.fused_downsample) and self.fused_downsample >= 8):
+            raise ConfigError("{fused_downsample}={value!r} must be 0 (off) or a resolution >= 8",
+                              value=self.fused_downsample)
 
     def nf(self, stage):
         """Feature maps at `stage` = log2(resolution) - 1."""
@@ -160,8 +170,8 @@ def _fromrgb(config, x, resolution):
     return _act(config, f"d_fromrgb_{resolution}_act")(x)
 
 
-def _d_conv(config, x, filters, name):
-    x = WeightScaledConv2D(filters, 3, use_wscale=config.wscale, name=name)(x)
+def _d_conv(config, x, filters, name, downsample=False):
+    x = WeightScaledConv2D(filters, 3, use_wscale=config.wscale, downsample=downsample, name=name)(x)
     return _act(config, f"{name}_act")(x)
 
 
@@ -184,8 +194,10 @@ def build_discriminator(config, resolution, fading=False):
     x = _fromrgb(config, images, resolution)
     for res in reversed(config.resolutions[1:config.resolutions.index(resolution) + 1]):
         x = _d_conv(config, x, config.nf(_stage(res)), f"d_block_{res}_conv0")
-        x = _d_conv(config, x, config.nf(_stage(res) - 1), f"d_block_{res}_conv1")
-        x = Downsample2D(name=f"d_block_{res}_down")(x)  # [N, res/2, res/2, nf]
+        fused = 0 < config.fused_downsample <= res
+        x = _d_conv(config, x, config.nf(_stage(res) - 1), f"d_block_{res}_conv1", downsample=fused)
+        if not fused:
+            x = Downsample2D(name=f"d_block_{res}_down")(x)  # [N, res/2, res/2, nf]
         if fading and res == resolution:
             old = Downsample2D(name="d_fade_down")(images)
             old = _fromrgb(config, old, resolution // 2)

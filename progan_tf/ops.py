@@ -1,8 +1,8 @@
 """The functions the layers are made of, each with the gradient that keeps the step fast.
 
 Plain TensorFlow functions (no weights): LeakyReLU with an output-side gradient, nearest
-upsampling with a pooled gradient, average-pool downsampling, the 4x4 kernel of the
-fused upsample + conv, and the fade of the real images (paper §A.1).
+upsampling with a pooled gradient, average-pool downsampling, the 4x4 kernels of the
+fused upsample + conv and conv + downsample, and the fade of the real images (paper §A.1).
 """
 import numpy as np
 import tensorflow as tf
@@ -55,6 +55,28 @@ def upsample_conv_kernel(kernel):
     k = tf.matmul(taps, tf.reshape(kernel, [9, -1]))  # [16, in * out]
     k = tf.reshape(k, [4, 4, kernel.shape[2], kernel.shape[3]])  # [4, 4, in, out]
     return tf.transpose(k, [0, 1, 3, 2])
+
+
+# Row a: the 3x3 taps (w0, w1, w2) summed into tap a of the 1-D stride-2 kernel [w0, w0+w1, w1+w2, w2] / 2.
+_DOWNSAMPLE_TAPS = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], np.float32) * 0.5  # [4, 3]
+
+
+def downsample_conv_kernel(kernel):
+    """The 4x4 stride-2 conv2d kernel [4, 4, in, out] of avgpool2x2(conv3x3(x, kernel)).
+
+    Output pixel i of the pooled conv averages conv pixels 2i and 2i+1, which read input
+    pixels 2i-1 .. 2i+2: in 1-D the taps [w0, w0+w1, w1+w2, w2] / 2, the official code's
+    `conv2d_downscale2d` (the 3x3 kernel zero-padded to 5x5 and its four 4x4 shifts
+    averaged). 'SAME' padding of a 4x4 stride-2 conv over an even size pads one row on
+    each side, as the 3x3 conv's 'SAME' does, so the borders agree too. One matmul with a
+    Kronecker product, as in `upsample_conv_kernel`.
+
+    Args:
+      kernel: [3, 3, in, out], already weight-scaled.
+    """
+    taps = tf.constant(np.kron(_DOWNSAMPLE_TAPS, _DOWNSAMPLE_TAPS), kernel.dtype)  # [16, 9]
+    k = tf.matmul(taps, tf.reshape(kernel, [9, -1]))  # [16, in * out]
+    return tf.reshape(k, [4, 4, kernel.shape[2], kernel.shape[3]])
 
 
 def upsample(x, factor=2):

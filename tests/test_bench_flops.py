@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from progan_tf.bench import flops
-from progan_tf.networks import NetworkConfig, build_generator
+from progan_tf.networks import NetworkConfig, build_discriminator, build_generator
 from progan_tf.schedule import Schedule
 from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
@@ -34,6 +34,17 @@ def test_forward_flops_by_hand(fused):
     assert stage["per_image"] == stage["iteration"] / 2
     assert stage["iteration_nominal"] == 4 * stage["F_G_nominal"] + 14 * stage["F_D_nominal"]
     assert stage["F_G_nominal"] == nominal and stage["iteration"] < stage["iteration_nominal"]
+
+
+@pytest.mark.parametrize("fused", [0, 8])
+def test_discriminator_block_conv_flops_by_hand(fused):
+    """The 8x8 block's second conv: a 3x3 conv at 8x8, or fused, a 4x4 stride-2 conv onto 4x4."""
+    net = NetworkConfig(**{**NET.to_dict(), "fused_downsample": fused})
+    rows = {name: flops for name, kind, flops in flops.layer_flops(build_discriminator(net, 8)) if kind == "conv"}
+    nominal = {name: f for name, kind, f in flops.layer_flops(build_discriminator(net, 8), nominal=True)}
+    assert nominal["d_block_8_conv1"] == (2 * 16 * 16 * 16 * 16 if fused else 2 * 64 * 9 * 16 * 16)
+    # Executed: the fused kernel has 14 of its 16 taps per row on the 8x8 input; the 3x3 one 22 of 24.
+    assert rows["d_block_8_conv1"] == (2 * 14 * 14 * 16 * 16 if fused else 2 * 22 * 22 * 16 * 16)
 
 
 @pytest.mark.parametrize("in_size,kernel,stride,padding", [

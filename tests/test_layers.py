@@ -14,6 +14,7 @@ from progan_tf.ops import leaky_relu
 @pytest.mark.parametrize("layer_cls, kwargs, in_shape, out_shape, n_weights, n_trainable, is_list", [
     (WeightScaledConv2D, {"filters": 8, "kernel_size": 3}, (6, 6, 5), (6, 6, 8), 2, None, False),
     (WeightScaledConv2D, {"filters": 8, "kernel_size": 3, "upsample": True}, (3, 5, 5), (6, 10, 8), 2, None, False),
+    (WeightScaledConv2D, {"filters": 8, "kernel_size": 3, "downsample": True}, (6, 10, 5), (3, 5, 8), 2, None, False),
     (WeightScaledConv2D, {"filters": 3, "kernel_size": 1, "gain": 1.0, "use_bias": False},
      (6, 6, 5), (6, 6, 3), 1, None, False),
     (WeightScaledDense, {"units": 7}, (5,), (7,), 2, None, False),
@@ -168,6 +169,48 @@ def test_fused_upsample_conv_runs_the_fewer_flops():
     assert types.count("MatMul") == 2 and "StridedSliceGrad" not in types
 
 
+def test_fused_downsample_conv_equals_conv_then_average_pool():
+    """avgpool2x2(conv3x3(x)) + bias, the official conv2d_downscale2d: same values, input and weight
+    gradients and gradient-penalty (second-order) weight gradient, borders included; one stride-2
+    Conv2D (no pooling op), its kernel one matmul of the 3x3 one in both directions."""
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.standard_normal((3, 8, 6, 5)), tf.float32)  # non-square
+    fused, plain = WeightScaledConv2D(4, 3, downsample=True), WeightScaledConv2D(4, 3, use_bias=False)
+    fused.build(x.shape)
+    plain.build(x.shape)
+    plain.kernel.assign(fused.kernel)
+    fused.bias.assign(rng.standard_normal(4).astype(np.float32))
+
+    def penalised(f, kernel):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = f(x)
+                total = tf.reduce_sum(tf.square(leaky_relu(y)))
+            dx, dw = inner.gradient(total, [x, kernel])
+            penalty = tf.reduce_sum(tf.square(dx))
+        return [y, dx, dw, outer.gradient(penalty, kernel)]
+
+    ours = penalised(fused, fused.kernel)
+    reference = penalised(lambda t: Downsample2D()(plain(t)) + fused.bias, plain.kernel)
+    assert ours[0].shape == (3, 4, 3, 4) and fused.compute_output_shape((3, 8, 6, 5)) == (3, 4, 3, 4)
+    for a, b in zip(ours, reference):
+        scale = float(tf.reduce_max(tf.abs(b)))
+        assert scale > 0
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5 * scale)
+    graph = tf.function(fused).get_concrete_function(x).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("Conv2D") == 1 and "AvgPool" not in types
+
+    def kernel_gradient(x):
+        with tf.GradientTape() as tape:
+            y = fused(x)
+        return tape.gradient(y, fused.kernel)
+
+    types = [op.type for op in tf.function(kernel_gradient).get_concrete_function(x).graph.get_operations()]
+    assert types.count("MatMul") == 2 and "StridedSliceGrad" not in types
+
+
 def test_invalid_arguments_are_rejected():
     with pytest.raises(ValueError, match="negative_slope"):
         LeakyReLU(negative_slope=0.0)
@@ -175,6 +218,10 @@ def test_invalid_arguments_are_rejected():
         WeightScaledConv2D(0)
     with pytest.raises(ValueError, match="upsample=True needs kernel_size 3"):
         WeightScaledConv2D(3, 1, upsample=True)
+    with pytest.raises(ValueError, match="downsample=True needs kernel_size 3"):
+        WeightScaledConv2D(3, 1, downsample=True)
+    with pytest.raises(ValueError, match="both upsample and downsample"):
+        WeightScaledConv2D(3, 3, upsample=True, downsample=True)
     with pytest.raises(ValueError, match="target_shape"):
         WeightScaledDense(10, target_shape=(2, 2, 2))
     with pytest.raises(ValueError, match="group_size"):

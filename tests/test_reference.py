@@ -60,7 +60,7 @@ HP = ref.Hyper(g_ema_beta=0.9)  # the paper's values but a faster average, so th
 def arch(net):
     return ref.Arch(latent_size=net.latent_size, num_channels=net.num_channels, fmap_base=net.fmap_base,
                     fmap_decay=net.fmap_decay, fmap_max=net.fmap_max, mbstd_group_size=net.mbstd_group_size,
-                    use_wscale=net.wscale, use_pixelnorm=net.pixelnorm)
+                    use_wscale=net.wscale, use_pixelnorm=net.pixelnorm, fused_downsample=net.fused_downsample)
 
 
 def weights(model):
@@ -95,6 +95,7 @@ def worst(pairs):
 @pytest.mark.parametrize("res,fading", [(4, False), (8, False), (8, True), (16, False), (16, True)])
 def test_forward_passes_equal_the_reference(res, fading):
     configs = [NET, dataclasses.replace(NET, fused_upsample=8),  # blocks 8 and 16 fused: the same function
+               dataclasses.replace(NET, fused_downsample=8),  # D pools before the activation: another function
                dataclasses.replace(NET, wscale=False), dataclasses.replace(NET, pixelnorm=False)]
     for config in configs:
         g, d = build_generator(config, res, fading), build_discriminator(config, res, fading)
@@ -378,6 +379,7 @@ FLAG_CASES = {
                        dataclasses.replace(HP, lr=0.004)),
     "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, learning_rate=0.003), dataclasses.replace(HP, lr=0.003)),
     "mbstd_group_size": ({}, dataclasses.replace(NET, mbstd_group_size=2), SCHEDULE, HP),
+    "fused_downsample": ({}, dataclasses.replace(NET, fused_downsample=8), SCHEDULE, HP),
 }
 
 
@@ -549,6 +551,7 @@ CLI_FLAGS = {
     "--stable_kimg=9": (lambda n, s, t: s.stable_kimg, 9.0),
     "--mbstd_group_size=2": (lambda n, s, t: n.mbstd_group_size, 2),
     "--fused_upsample=0": (lambda n, s, t: n.fused_upsample, 0),
+    "--fused_downsample=8": (lambda n, s, t: n.fused_downsample, 8),
     "--latent_size=64": (lambda n, s, t: n.latent_size, 64),
     "--fmap_base=256": (lambda n, s, t: n.fmap_base, 256),
     "--fmap_max=32": (lambda n, s, t: n.fmap_max, 32),

@@ -87,12 +87,17 @@ def layer_flops(model, nominal=False):
             h, w = int(layer.output.shape[1]), int(layer.output.shape[2])
             pixels = h * w
             # A fused upsampling conv is a 4x4 stride-2 transposed conv: the gradient of a
-            # conv from the output (h, w) to the input (h / 2, w / 2).
-            k, stride, out_h, out_w = (4, 2, h // 2, w // 2) if layer.upsample else (k, 1, h, w)
+            # conv from the output (h, w) to the input (h / 2, w / 2). A fused downsampling
+            # conv is a 4x4 stride-2 conv from (2h, 2w) to (h, w).
+            in_h, in_w, out_h, out_w, stride = h, w, h, w, 1
+            if layer.upsample:
+                k, stride, out_h, out_w = 4, 2, h // 2, w // 2
+            elif layer.downsample:
+                k, stride, in_h, in_w = 4, 2, 2 * h, 2 * w
             if nominal:
                 taps = out_h * k * out_w * k
             else:
-                taps = taps_on_image(h, out_h, k, stride) * taps_on_image(w, out_w, k, stride)
+                taps = taps_on_image(in_h, out_h, k, stride) * taps_on_image(in_w, out_w, k, stride)
             rows.append((layer.name, "conv", 2 * taps * c_in * c_out))
             if layer.use_bias:
                 rows.append((layer.name + "_bias", "other", pixels * c_out))

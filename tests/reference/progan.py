@@ -35,6 +35,7 @@ class Arch:
     mbstd_group_size: int = 4  # 0: no minibatch-stddev layer
     use_wscale: bool = True  # False: Table 1's ablation, He-initialised weights used as they are
     use_pixelnorm: bool = True  # False: Table 1's ablation, no pixel norm after G's layers (z keeps its)
+    fused_downsample: int = 0  # D blocks from this resolution pool before the activation (official fused scale)
 
 
 def nf(arch, stage):
@@ -166,7 +167,9 @@ def discriminator(W, arch, images, res, alpha=None):
     x = lrelu(conv(W, f"d_fromrgb_{res}", images, SQRT2, ws))
     for r in reversed(resolutions(res)[1:]):
         x = lrelu(conv(W, f"d_block_{r}_conv0", x, SQRT2, ws))
-        x = downscale(lrelu(conv(W, f"d_block_{r}_conv1", x, SQRT2, ws)))
+        y = conv(W, f"d_block_{r}_conv1", x, SQRT2, ws)
+        # The official code's fused D block (conv2d_downscale2d) pools before the activation.
+        x = lrelu(downscale(y)) if 0 < arch.fused_downsample <= r else downscale(lrelu(y))
         if r == res and alpha is not None:
             x = lerp(lrelu(conv(W, f"d_fromrgb_{res // 2}", downscale(images), SQRT2, ws)), x, alpha)
     if arch.mbstd_group_size:
