@@ -33,8 +33,9 @@ REF = ["tests/test_reference.py"]
 LAYERS = ["tests/test_layers.py", "tests/test_networks.py"] + REF
 NETWORKS = ["tests/test_networks.py"] + REF
 LOSSES = ["tests/test_losses.py"] + REF
-TRAINER = ["tests/test_training.py"] + REF
-SCHEDULE = ["tests/test_schedule.py", "tests/test_training.py"] + REF
+TRAINER = ["tests/test_trainer.py"] + REF
+CONFIG = ["tests/test_config.py"] + TRAINER
+SCHEDULE = ["tests/test_schedule.py", "tests/test_trainer.py"] + REF
 
 MUTANTS = [
     # --- layers.py
@@ -126,11 +127,11 @@ MUTANTS = [
     Mutant("draws_not_sliced_per_replica", "progan_tf/training/step.py",
            "first = tf.distribute.get_replica_context().replica_id_in_sync_group * batch", "first = 0", TRAINER),
     Mutant("ema_beta_ignored", "progan_tf/training/config.py", "            return self.g_ema_beta",
-           "            return 0.999", TRAINER),
+           "            return 0.999", CONFIG),
     Mutant("ema_half_life_in_steps", "progan_tf/training/config.py", "return 0.5 ** (batch_size / max(half_life, 1e-8))",
-           "return 0.5 ** (1 / max(half_life, 1e-8))", TRAINER),
+           "return 0.5 ** (1 / max(half_life, 1e-8))", CONFIG),
     Mutant("ema_rampup_ignored", "progan_tf/training/config.py",
-           "half_life = min(half_life, images_seen * self.g_ema_rampup)", "pass", TRAINER),
+           "half_life = min(half_life, images_seen * self.g_ema_rampup)", "pass", CONFIG),
     Mutant("gs_alpha_not_set", "progan_tf/training/step.py", "for model in (models.G, models.D, models.Gs) for layer",
            "for model in (models.G, models.D) for layer", TRAINER),
     Mutant("d_loss_batch_per_replica", "progan_tf/training/step.py",
@@ -150,7 +151,7 @@ MUTANTS = [
     Mutant("mirror_ignored", "progan_tf/data/pipeline.py", "        if mirror:\n", "        if False:\n",
            ["tests/test_data_pipeline.py"] + REF),
     Mutant("export_range", "progan_tf/images.py", "(tf.cast(images, tf.float32) + 1.0) * 0.5",
-           "(tf.cast(images, tf.float32) + 1.0) * 0.45", ["tests/test_export.py", "tests/test_training.py"]),
+           "(tf.cast(images, tf.float32) + 1.0) * 0.45", ["tests/test_export.py", "tests/test_trainer.py"]),
     Mutant("export_g_not_gs", "progan_tf/training/trainer.py", "path = export.export_generator(\n            models.Gs,",
            "path = export.export_generator(\n            models.G,", TRAINER),
     Mutant("cli_flags_miss_a_field", "progan_tf/cli/common.py",

@@ -1,3 +1,4 @@
+"""The Trainer (training/trainer.py): a tiny run end to end, resume = uninterrupted, in-training metrics."""
 import json
 import os
 import subprocess
@@ -5,23 +6,13 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from conftest import REPO, shared_strategy
-from progan_tf.data.pipeline import ArrayDataset
-from progan_tf.data.synthetic import synthetic_images
-from progan_tf.networks import NetworkConfig
-from progan_tf.schedule import Schedule
 from progan_tf.runs import load_generator, read_state
-from progan_tf.training.config import TrainConfig, validate
+from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
-
-# fused_upsample=8: the 8x8 block's fused upsampling conv runs in every test here.
-NET = NetworkConfig(resolution=8, latent_size=16, fmap_base=64, fmap_max=16, fused_upsample=8)
-SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.064, stable_kimg=0.064, total_kimg=None,
-                    batch_sizes={4: 8, 8: 8})
-SOURCE = ArrayDataset(synthetic_images(64, 8)[0])
+from tiny_runs import NET, SCHEDULE, SOURCE
 
 
 def test_tiny_run_end_to_end(tmp_path):
@@ -54,19 +45,6 @@ def test_tiny_run_end_to_end(tmp_path):
     z = np.random.default_rng(0).standard_normal((2, NET.latent_size)).astype(np.float32)
     served = final.signatures["serving_default"](latents=tf.constant(z))["images"].numpy()
     np.testing.assert_allclose(served, np.clip((gs(z).numpy() + 1.0) / 2.0, 0.0, 1.0), atol=1e-5)
-
-
-def test_validation_names_the_option():
-    config = TrainConfig(run_dir="unused")
-    with pytest.raises(ValueError, match="not divisible by the 3 replicas"):
-        validate(NET, SCHEDULE, config, num_replicas=3)
-    odd = Schedule(max_resolution=8, batch_sizes={4: 12, 8: 12}, total_kimg=None)
-    with pytest.raises(ValueError, match="mbstd_group_size=8"):
-        validate(NetworkConfig(resolution=8, mbstd_group_size=8), odd, config, num_replicas=1)
-    with pytest.raises(ValueError, match="loss='hinge' is unknown"):
-        validate(NET, SCHEDULE, TrainConfig(run_dir="x", loss="hinge"), 1)
-    with pytest.raises(ValueError, match="3 channels but num_channels=1"):
-        validate(NetworkConfig(resolution=8, num_channels=1), SCHEDULE, config, 1, SOURCE)
 
 
 RESUME_SCRIPT = textwrap.dedent("""
@@ -134,10 +112,3 @@ def test_in_training_swd_is_logged_and_best_kept(tmp_path):
     best = json.load(open(run_dir / "best_8" / "assets" / "metadata.json"))
     assert best["images_seen"] == 192 and best["SWDx1e3_avg"] == evaluations[-1]["metrics/SWDx1e3_avg"]
     assert (run_dir / "best_4").is_dir()
-
-
-def test_unknown_or_fid_metric_is_rejected():
-    with pytest.raises(ValueError, match="metrics: unknown metrics"):
-        validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("lpips",)), 1)
-    with pytest.raises(ValueError, match="FID needs Inception weights"):
-        validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("fid",)), 1)
