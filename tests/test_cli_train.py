@@ -1,12 +1,19 @@
+"""progan-train as users run it: misuse (exit 2, one line), a resume, the 1024x1024 step, prepared data;
+kill -9 at random moments loses nothing, and a real full disk is one line for it and the tools beside it."""
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO
+from progan_tf import runs
+from tiny_runs import SCHEDULE
 
 TINY = ["--resolution=8", "--fmap_base=32", "--fmap_max=8", "--latent_size=8", "--batch_sizes=4:8,8:8",
         "--fade_kimg=0.016", "--stable_kimg=0.016", "--total_kimg=0", "--synthetic_images=16", "--grid_size=4",
@@ -113,3 +120,94 @@ def test_training_on_a_prepared_dataset(tmp_path):
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 2, err[-2000:]
         assert message in err.splitlines()[-1], err[-2000:]
+
+
+# ---- kills and a real full disk ------------------------------------------------------------------
+
+KILL_RUN = ["--resolution=8", "--latent_size=8", "--fmap_base=32", "--fmap_max=8", "--batch_sizes=4:8,8:8",
+            "--fade_kimg=0.064", "--stable_kimg=0.064", "--total_kimg=0", "--synthetic_images=32", "--grid_size=4",
+            "--tick_kimg=0.016", "--checkpoint_kimg=0.016", "--steps_per_call=1", "--deterministic"]
+
+
+def _final_weights(run_dir):
+    reader = tf.train.load_checkpoint(os.path.join(runs.checkpoint_dir(str(run_dir)),
+                                                   runs.read_state(str(run_dir))["checkpoint"]))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if "/.ATTRIBUTES/" in n}
+
+
+def test_kill_9_at_random_moments_loses_nothing(tmp_path):
+    """kill -9 during steps, checkpoint writes, the fade and phase switches; the same command each time."""
+    kills = 20 if os.environ.get("PROGAN_SLOW_TESTS") else 2
+    seed = int(os.environ.get("PROGAN_KILL_SEED", "1234"))
+    print(f"kill seed {seed}, {kills} kills")
+    rng = np.random.default_rng(seed)
+    command = [sys.executable, "-m", "progan_tf.cli.train", *KILL_RUN]
+    subprocess.run(command + [f"--run_dir={tmp_path / 'straight'}"], cwd=tmp_path, check=True, capture_output=True,
+                   timeout=300)
+    done, killed = False, 0
+    while not done:
+        proc = subprocess.Popen(command + [f"--run_dir={tmp_path / 'killed'}"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if killed < kills:
+            try:  # TensorFlow takes a few seconds to start; the run itself some seconds more
+                proc.wait(timeout=float(rng.uniform(4.0, 12.0)))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                killed += 1
+        out, err = proc.communicate(timeout=300)
+        done = proc.returncode == 0 and "done:" in out
+        assert proc.returncode in (0, -9), err[-3000:]
+    assert killed == kills
+    assert runs.read_state(str(tmp_path / "killed"))["images_seen"] == runs.read_state(
+        str(tmp_path / "straight"))["images_seen"] == SCHEDULE.total_images
+    a, b = _final_weights(tmp_path / "killed"), _final_weights(tmp_path / "straight")
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _fill(directory):
+    """Write zeros into `directory` until its file system is full."""
+    with open(os.path.join(directory, "filler"), "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+
+
+def _cli(tmp_path, program, *args):
+    return subprocess.run([sys.executable, "-m", f"progan_tf.cli.{program}", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(tmp_path):
+    """A 6 MiB tmpfs, filled: prepare --overwrite, export and train each end in one line, exit 1."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root); the ENOSPC injection tests still run")
+    try:
+        ds, run_dir, models = disk / "ds", disk / "run", disk / "models"
+        prepare = ["--source=synthetic", f"--out_dir={ds}", "--num_images=64", "--max_resolution=8",
+                   "--progress=false"]
+        assert _cli(tmp_path, "prepare", *prepare).returncode == 0
+        manifest = (ds / "manifest.json").read_bytes()
+        assert _cli(tmp_path, "train", *KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={run_dir}").returncode == 0
+        assert _cli(tmp_path, "export", f"--run_dir={run_dir}", f"--export_base={models}").returncode == 0
+        _fill(disk)
+        for program, args in (("prepare", [*prepare, "--overwrite", "--num_images=128"]),
+                              ("export", [f"--run_dir={run_dir}", f"--export_base={models}"]),
+                              ("train", [*KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={disk / 'run2'}"])):
+            result = _cli(tmp_path, program, *args)
+            assert result.returncode == 1 and "Traceback" not in result.stderr, (program, result.stderr[-2000:])
+            assert result.stderr.strip().count("\n") == 0 and "No space left on device" in result.stderr, program
+        # What was there before is intact: the dataset, the export, the finished run.
+        from progan_tf.data.pipeline import PreparedDataset
+        assert (ds / "manifest.json").read_bytes() == manifest and PreparedDataset(str(ds)).level(8).shape[0] == 64
+        assert sorted(os.listdir(models)) == ["1"]
+        tf.saved_model.load(str(models / "1"))
+        runs.load_generator(str(run_dir))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

@@ -1,10 +1,16 @@
-"""TrainConfig and the checks across configs (training/config.py): every misfit named by its option."""
+"""TrainConfig and the checks across configs (training/config.py): every misfit named by its option, and a
+resume on other data refused unless allowed."""
+import json
+
 import pytest
 
+from progan_tf.data.pipeline import ArrayDataset
+from progan_tf.data.synthetic import synthetic_images
+from progan_tf.errors import ConfigError
 from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
 from progan_tf.training.config import TrainConfig, validate
-from tiny_runs import NET, SCHEDULE, SOURCE
+from tiny_runs import NET, SCHEDULE, SOURCE, trainer
 
 
 def test_validation_names_the_option():
@@ -25,3 +31,12 @@ def test_unknown_or_fid_metric_is_rejected():
         validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("lpips",)), 1)
     with pytest.raises(ValueError, match="FID needs Inception weights"):
         validate(NET, SCHEDULE, TrainConfig(run_dir="x", metrics=("fid",)), 1)
+
+
+def test_resuming_on_other_data_needs_allow_data_change(tmp_path):
+    trainer(tmp_path).train(stop_at_images=32)
+    other = ArrayDataset(synthetic_images(64, 8, seed=5)[0])
+    with pytest.raises(ConfigError, match="was trained on array .* pass allow_data_change"):
+        trainer(tmp_path, other).train(stop_at_images=64)
+    assert trainer(tmp_path, other, allow_data_change=True).train(stop_at_images=64)["images_seen"] == 64
+    assert json.load(open(tmp_path / "config.json"))["data"]["fingerprint"] == other.identity()["fingerprint"]

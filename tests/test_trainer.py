@@ -1,4 +1,6 @@
-"""The Trainer (training/trainer.py): a tiny run end to end, resume = uninterrupted, in-training metrics."""
+"""The Trainer (training/trainer.py): a tiny run end to end, resume = uninterrupted, in-training metrics;
+NaNs and Infs recovered from the newest checkpoint past the data that caused them; a resume on another
+replica count sees the global batches an uninterrupted run would have seen."""
 import json
 import os
 import subprocess
@@ -6,13 +8,17 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import REPO, shared_strategy
+from progan_tf import runs
+from progan_tf.data.pipeline import ArrayDataset
+from progan_tf.errors import RunError
 from progan_tf.runs import load_generator, read_state
 from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
-from tiny_runs import NET, SCHEDULE, SOURCE
+from tiny_runs import DATA, NET, SCHEDULE, SOURCE, trainer
 
 
 def test_tiny_run_end_to_end(tmp_path):
@@ -112,3 +118,79 @@ def test_in_training_swd_is_logged_and_best_kept(tmp_path):
     best = json.load(open(run_dir / "best_8" / "assets" / "metadata.json"))
     assert best["images_seen"] == 192 and best["SWDx1e3_avg"] == evaluations[-1]["metrics/SWDx1e3_avg"]
     assert (run_dir / "best_4").is_dir()
+
+
+# ---- non-finite values ---------------------------------------------------------------------------
+
+def all_weights_finite(run_dir):
+    """Every checkpoint on disk holds finite values only."""
+    for state in runs.checkpoint_states(str(run_dir)):
+        reader = tf.train.load_checkpoint(os.path.join(runs.checkpoint_dir(str(run_dir)), state["checkpoint"]))
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype.is_floating and not np.all(np.isfinite(reader.get_tensor(name))):
+                return False
+    return True
+
+
+class NaNBatches(ArrayDataset):
+    """The synthetic images, but 4x4 batches `first` to `last` of each stream are NaN."""
+
+    def __init__(self, first, last):
+        super().__init__(DATA.images)
+        self.first, self.last = first, last
+
+    def batches(self, resolution, per_replica_batch, input_context=None, mirror=False, seed=0, skip_batches=0):
+        clean = super().batches(resolution, per_replica_batch, input_context, mirror, seed, skip_batches)
+        if resolution != 4:
+            return clean
+        bad = lambda i: tf.logical_and(i >= self.first, i <= self.last)
+        return clean.enumerate(skip_batches).map(lambda i, x: tf.where(bad(i), x * np.nan, x))
+
+
+def test_a_nan_batch_restores_the_last_checkpoint_and_skips_the_data(tmp_path):
+    lines = []
+    state = trainer(tmp_path, NaNBatches(first=5, last=5), lines=lines).train()
+    assert state["images_seen"] == SCHEDULE.total_images
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "non-finite losses" in warnings[0], lines
+    assert all_weights_finite(tmp_path)
+
+
+def test_a_nan_weight_is_found_within_a_tick(tmp_path):
+    poisoned = []
+
+    def poison(models, images_seen):
+        if images_seen == 48 and not poisoned:
+            models.G.trainable_variables[0].assign(models.G.trainable_variables[0] * np.nan)
+            poisoned.append(images_seen)
+
+    lines = []
+    run = trainer(tmp_path, lines=lines)
+    run.on_tick = poison
+    assert run.train()["images_seen"] == SCHEDULE.total_images
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert poisoned and len(warnings) == 1 and "non-finite" in warnings[0] and "ckpt-4" in warnings[0], lines
+    assert all_weights_finite(tmp_path)
+
+
+def test_training_that_keeps_diverging_gives_up_with_one_line(tmp_path):
+    with pytest.raises(RunError, match="training diverged: non-finite losses .* 3 times"):
+        trainer(tmp_path, NaNBatches(first=4, last=10 ** 6), nan_retries=2).train()
+    assert all_weights_finite(tmp_path)
+
+
+# ---- resume on another replica count -------------------------------------------------------------
+
+@pytest.mark.parametrize("first, second", [(("/cpu:0", "/cpu:1"), ("/cpu:0",)), (("/cpu:0",), ("/cpu:0", "/cpu:1"))])
+def test_a_run_resumes_on_another_replica_count_with_the_same_data(tmp_path, first, second):
+    """Checkpoints do not depend on the strategy, and after a resume each step sees the global batch
+    an uninterrupted run would have seen (mirror flips included)."""
+    trainer(tmp_path / "run", devices=first, mirror=True).train(stop_at_images=80)  # mid-fade, phase step 2
+    resumed = trainer(tmp_path / "run", devices=second, mirror=True)
+    assert resumed.train(stop_at_images=112)["images_seen"] == 112
+    straight = trainer(tmp_path / "straight", devices=("/cpu:0",), mirror=True)
+    phase = SCHEDULE.phases()[1]
+    for phase_step in (2, 3):
+        a, b = (tf.concat(t.strategy.experimental_local_results(next(t.dataset_iterator(phase, phase_step))), 0)
+                for t in (resumed, straight))
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -1,0 +1,62 @@
+"""Run directories (runs.py): an unreadable newest checkpoint is passed over for the previous one, a damaged
+state.json is rebuilt, and a run with no readable checkpoint is one line that rewrites nothing."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from progan_tf import runs
+from progan_tf.errors import RunError
+from tiny_runs import checkpoint_files, trainer
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    trainer(tmp_path).train(stop_at_images=96)
+    states = runs.checkpoint_states(str(tmp_path))
+    newest, previous = states[0]["checkpoint"], states[1]["checkpoint"]
+    data = [f for f in checkpoint_files(tmp_path, newest) if ".data-" in f][0]
+    with open(runs.checkpoint_dir(str(tmp_path)) + "/" + data, "r+b") as f:
+        f.truncate(10)
+    lines = []
+    resumed = trainer(tmp_path, lines=lines)
+    state = resumed.train(stop_at_images=128)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and newest in warnings[0] and previous in warnings[0], lines
+    assert state["images_seen"] == 128
+    gs, _, loaded = runs.load_generator(str(tmp_path))  # export, generate and eval read runs the same way
+    assert loaded["images_seen"] == 128
+
+
+def test_a_corrupt_state_json_is_rebuilt_from_the_checkpoints(tmp_path):
+    trainer(tmp_path).train(stop_at_images=64)
+    with open(runs.state_path(str(tmp_path)), "w") as f:
+        f.write('{"checkpoint": "ckpt-')  # cut off mid-write
+    assert runs.read_state(str(tmp_path))["images_seen"] == 64
+    lines = []
+    assert trainer(tmp_path, lines=lines).train(stop_at_images=96)["images_seen"] == 96
+    assert any(line.startswith("resumed from") and "kimg 0.1" in line for line in lines)
+
+
+def test_no_usable_checkpoint_is_one_line_and_nothing_is_rewritten(tmp_path):
+    trainer(tmp_path).train(stop_at_images=64)
+    for state in runs.checkpoint_states(str(tmp_path)):
+        for name in checkpoint_files(tmp_path, state["checkpoint"]):
+            if ".data-" in name:
+                open(os.path.join(runs.checkpoint_dir(str(tmp_path)), name), "w").close()  # emptied
+    config_before = (tmp_path / "config.json").read_bytes()
+    listing = sorted(os.listdir(runs.checkpoint_dir(str(tmp_path))))
+    with pytest.raises(RunError, match="none of the 2 checkpoints in .* can be read"):
+        trainer(tmp_path, mirror=True).train()  # another option too: config.json would change
+    assert (tmp_path / "config.json").read_bytes() == config_before
+    assert sorted(os.listdir(runs.checkpoint_dir(str(tmp_path)))) == listing
+    with pytest.raises(RunError, match="none of the 2 checkpoints"):
+        runs.load_generator(str(tmp_path))
+    for tool, flag, extra in (("export", "--run_dir", f"--export_base={tmp_path / 'exp'}"),
+                              ("generate", "--model", f"--out_dir={tmp_path / 'out'}"),
+                              ("evaluate", "--model", "--num_images=8")):
+        result = subprocess.run([sys.executable, "-m", f"progan_tf.cli.{tool}", f"{flag}={tmp_path}", extra],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        ours = [line for line in result.stderr.splitlines() if line.startswith("progan-")]
+        assert result.returncode == 1 and len(ours) == 1 and "checkpoints in" in ours[0], (tool, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr
