@@ -1,4 +1,5 @@
-"""Several steps per call compute exactly what single steps compute."""
+"""The training step (training/step.py): a call of k steps computes exactly what k single steps compute,
+and so a run does not depend on steps_per_call."""
 import json
 
 import numpy as np
