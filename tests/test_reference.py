@@ -252,7 +252,7 @@ def _state_from(snapshot):
 
 
 def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), steps=5, steps_per_call=4, net=NET, schedule=SCHEDULE,
-             baseline=None, **train):
+             baseline=None, draws=ref.draws, **train):
     """Iterations of the product's compiled distributed step, each checked against the reference.
 
     Each iteration is one call of the k-step function the trainer runs (count 1 of k). The
@@ -295,7 +295,7 @@ def run_both(tmp_path, phase_index, hp, devices=("/cpu:0",), steps=5, steps_per_
         fades = {f"alpha:{part}": (layer.alpha.numpy(), np.float32(alpha)) for part in ("G", "D", "Gs")
                  for layer in fade_layers(getattr(models, part))}
         assert len(fades) == (3 if phase.fading else 0)
-        z_d, mixing, z_g = ref.draws(SEED, step, phase.batch_size, net.latent_size)
+        z_d, mixing, z_g = draws(SEED, step, phase.batch_size, net.latent_size)
         for r, (ref_hp, ref_arch) in enumerate(references):
             state, d_loss, g_loss = ref.iteration(_state_from(before), ref_arch, ref_hp, phase.resolution, reals[i],
                                                   z_d, mixing, z_g, alpha if phase.fading else None, seen)
@@ -393,6 +393,20 @@ def test_each_flag_changes_the_step_as_the_reference_predicts(tmp_path, flag):
                               **train)
     assert_matches(results)
     assert _moved(moved) > 10, f"{flag} moves the step by only {_moved(moved):.1f} tolerances"
+
+
+def test_xla_step_follows_the_reference(tmp_path):
+    """--xla (jit_compile) computes the same step: the float32 limits hold for 2 iterations of a fade.
+
+    XLA turns the same Philox bits into other floats (its normal and uniform transforms differ
+    from TensorFlow's kernels), so an --xla run draws other latents; the reference is given
+    the draws as XLA makes them."""
+    def xla_draws(seed, step, batch, latent_size):  # the step a tensor, as in the product (no constant folding)
+        return tf.function(lambda s: ref.draws(seed, s, batch, latent_size), jit_compile=True)(tf.constant(step))
+
+    z_plain, z_xla = ref.draws(SEED, FIRST_STEP, 8, NET.latent_size)[0], xla_draws(SEED, FIRST_STEP, 8, NET.latent_size)[0]
+    assert not np.allclose(z_plain, z_xla)  # else this test would not need xla_draws
+    assert_matches(run_both(tmp_path, FADE_16, HP, steps=2, xla=True, draws=xla_draws))
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

@@ -34,7 +34,8 @@ class TrainConfig:
       checkpoint_kimg: thousands of images between checkpoints.
       keep_checkpoints: checkpoints kept on disk (at least 2).
       precision: float32 | mixed_float16 (loss-scaled) | mixed_bfloat16.
-      xla: XLA-compile the step (one device only; slower on CPU).
+      xla: XLA-compile the step (one device only; slower on CPU). XLA turns the same random bits into
+        other floats, so a run with it draws other latents than one without.
       grid_size: fixed-latent samples per grid.
       metrics: metrics of Gs evaluated during training: swd, msssim.
       metrics_every_kimg: thousands of images between evaluations (0 = never).

@@ -34,7 +34,9 @@ def _replica_step(strategy, models, network, config, reals, step, alpha):
 
     def draw(stream, shape, fn):
         seed = tf.stack([tf.constant(config.seed * 8 + stream, tf.int64), tf.cast(step, tf.int64)])
-        return tf.slice(fn([global_batch, *shape], seed=seed), [first] + [0] * len(shape), [batch, *shape])
+        # Philox by name: "auto_select" picks another generator under XLA (--xla drew other latents).
+        return tf.slice(fn([global_batch, *shape], seed=seed, alg="philox"), [first] + [0] * len(shape),
+                        [batch, *shape])
 
     if models.phase.fading:
         reals = fade_reals(reals, alpha)

@@ -341,7 +341,8 @@ def draws(seed, step, batch, latent_size):
     Streams: 0 = D-step latents, 1 = penalty mixing weights, 2 = G-step latents.
     """
     def draw(stream, shape, fn):
-        return fn([batch, *shape], seed=tf.constant([seed * 8 + stream, step], tf.int64))
+        return fn([batch, *shape], seed=tf.stack([tf.constant(seed * 8 + stream, tf.int64), tf.cast(step, tf.int64)]),
+                  alg="philox")
 
     return (draw(0, [latent_size], tf.random.stateless_normal),
             draw(1, [1, 1, 1], tf.random.stateless_uniform),
