@@ -1,5 +1,6 @@
 """Run directories (runs.py): an unreadable newest checkpoint is passed over for the previous one, a damaged
-state.json is rebuilt, and a run with no readable checkpoint is one line that rewrites nothing."""
+state.json is rebuilt, a run with no readable checkpoint is one line that rewrites nothing; and the same on
+state files alone."""
 import os
 import subprocess
 import sys
@@ -60,3 +61,48 @@ def test_no_usable_checkpoint_is_one_line_and_nothing_is_rewritten(tmp_path):
         ours = [line for line in result.stderr.splitlines() if line.startswith("progan-")]
         assert result.returncode == 1 and len(ours) == 1 and "checkpoints in" in ours[0], (tool, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
+
+
+def _state(step, resolution=4):
+    return {"checkpoint": f"ckpt-{step}", "step": step, "resolution": resolution, "fading": False}
+
+
+def test_the_newest_readable_checkpoint_is_restored_and_each_one_passed_over_is_named(tmp_path):
+    """On state files alone (no TensorFlow checkpoint): newest step first, whatever state.json names; a state file
+    cut off mid-write is ignored, a checkpoint that cannot be read is passed over with one warning."""
+    run_dir = str(tmp_path)
+    with pytest.raises(RunError, match="no checkpoint in .*; train first"):
+        runs.restore_newest(run_dir, lambda state, path: None)
+    os.makedirs(runs.checkpoint_dir(run_dir))
+    for step in (4, 8, 12):
+        runs.write_json_atomic(runs.state_path(run_dir, f"ckpt-{step}"), _state(step))
+    runs.write_json_atomic(runs.state_path(run_dir), _state(8))  # stale: a crash before it named ckpt-12
+    with open(runs.state_path(run_dir, "ckpt-16"), "w") as f:
+        f.write('{"checkpoint": "ckpt-16", "st')
+    assert [state["step"] for state in runs.checkpoint_states(run_dir)] == [12, 8, 4]
+    assert runs.read_state(run_dir)["checkpoint"] == "ckpt-12"
+
+    tried, warnings = [], []
+
+    def restore(state, path):
+        tried.append(os.path.basename(path))
+        if state["step"] == 12:
+            raise ValueError("truncated record at byte 10\nmore detail")
+        return f"the weights of {state['checkpoint']}"
+
+    state, weights = runs.restore_newest(run_dir, restore, warn=warnings.append)
+    assert tried == ["ckpt-12", "ckpt-8"] and state == _state(8) and weights == "the weights of ckpt-8"
+    assert warnings == [f"warning: checkpoint ckpt-12 in {runs.checkpoint_dir(run_dir)} cannot be read "
+                        f"(ValueError: truncated record at byte 10); using ckpt-8 instead"]
+
+    def unreadable(state, path):
+        raise OSError("gone")
+
+    with pytest.raises(RunError, match=r"none of the 3 checkpoints in .* can be read \(newest: OSError: gone\)"):
+        runs.restore_newest(run_dir, unreadable, warn=warnings.append)
+    assert len(warnings) == 1
+
+
+def test_a_checkpoint_mid_fade_holds_both_resolutions():
+    assert runs.resolutions_held({"resolution": 16, "fading": True}) == [16, 8]
+    assert runs.resolutions_held({"resolution": 16, "fading": False}) == [16]
