@@ -207,19 +207,18 @@ def _global_batches(trainer, phase, count):
     return [tf.concat(trainer.strategy.experimental_local_results(next(data)), 0) for _ in range(count)]
 
 
-def _slots(optimizer):
-    """{"<layer>/<weight>/m|v": array} of a Keras Adam (inside a LossScaleOptimizer too)."""
+def _slots(optimizer, model):
+    """{"<layer>/<weight>/m|v": array}: the Adam slots of `model`'s weights (inside a LossScaleOptimizer too), from
+    the optimizer's public `variables`, which Keras names "<the weight's path, / as _>_momentum|velocity"."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    out = {}
-    for kind, slots in (("m", optimizer._momentums), ("v", optimizer._velocities)):
-        for variable, slot in zip(optimizer._trainable_variables, slots):
-            out[f"{variable.path}/{kind}"] = slot.numpy()
-    return out
+    slots = {variable.name: variable for variable in optimizer.variables}
+    return {f"{w.path}/{kind}": slots[f"{w.path.replace('/', '_')}_{name}"].numpy()
+            for w in model.trainable_variables for kind, name in (("m", "momentum"), ("v", "velocity"))}
 
 
 def _snapshot(models):
     return {"G": weights(models.G), "D": weights(models.D), "Gs": weights(models.Gs),
-            "g_opt": _slots(models.g_opt), "d_opt": _slots(models.d_opt),
+            "g_opt": _slots(models.g_opt, models.G), "d_opt": _slots(models.d_opt, models.D),
             "t": int(getattr(models.g_opt, "inner_optimizer", models.g_opt).iterations.numpy())}
 
 
@@ -469,9 +468,9 @@ def test_every_phase_switch_grows_as_the_paper_prescribes(tmp_path):
         for k, w in weights(fresh.G).items():  # new layers: N(0, 1) kernels, zero biases (§4.1)
             if k not in weights(previous.G):
                 assert np.all(w == 0) if k.endswith("/bias") else abs(np.std(w) - 1) < 0.3, k
-        for opt in (grown.g_opt, grown.d_opt):
+        for opt, model in ((grown.g_opt, grown.G), (grown.d_opt, grown.D)):
             assert int(opt.iterations.numpy()) == 0 and float(opt.learning_rate.numpy()) == pytest.approx(0.001)
-            assert all(not np.any(s) for s in _slots(opt).values())
+            assert all(not np.any(s) for s in _slots(opt, model).values())
         if after.fading:  # the grown networks at alpha = 0 compute what the old ones did
             z = tf.constant(np.random.default_rng(0).standard_normal((8, NET.latent_size)), tf.float32)
             x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (8, after.resolution, after.resolution, 3)),
