@@ -26,7 +26,8 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["tensorflow-cpu>=2.16", "pytest>=7"],
+        # pytest-xdist: the suite runs on every core given (-n 2), most of its time is single-threaded tracing.
+        "test": ["tensorflow-cpu>=2.16", "pytest>=7", "pytest-xdist>=3"],
     },
     entry_points={
         "console_scripts": [
