@@ -114,6 +114,8 @@ def run_worker(spec):
     run = trainer_lib.Trainer(network, schedule, train, open_dataset(FLAGS.data_dir, network.num_channels),
                               print_fn=lambda line: print(f"[{spec}] {line}", flush=True), on_tick=evaluator)
     run.train()
+    if run.stop_requested:  # Ctrl-C or SIGTERM: a shorter run is no row of the table
+        sys.exit(f"quality.py: {spec} stopped before the end of its schedule; not scored")
     fakes = evaluator.generate(run.models.Gs)
     rng = np.random.default_rng(0)
     pairs = rng.integers(len(fakes), size=(2, 2000))
@@ -127,6 +129,13 @@ def run_worker(spec):
         json.dump(result, f, indent=2)
 
 
+def cpu_model():
+    """The CPU's model name: wall times compare only within one kind of machine."""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    return names[0] if names else "unknown"
+
+
 def train_row(row, seed):
     """One run in a fresh process; returns its result dict (reused if the run finished before)."""
     run_dir = os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}")
@@ -138,6 +147,8 @@ def train_row(row, seed):
     if not os.path.exists(path):
         shutil.rmtree(run_dir, ignore_errors=True)
         options = ([f"--flagfile={FLAGS.preset}"] if row == "preset" else BASE + ROWS[row])
+        if "--noema" in options:  # no average to set: progan-train refuses --g_ema_* with --noema
+            options = [o for o in options if not o.startswith("--g_ema")]
         command = [sys.executable, os.path.abspath(__file__), f"--worker={row}:{seed}", *options, f"--seed={seed}",
                    f"--run_dir={run_dir}", f"--data_dir={FLAGS.data}", f"--heldout={FLAGS.heldout}",
                    f"--eval_kimg={FLAGS.eval_kimg}"]
@@ -145,6 +156,9 @@ def train_row(row, seed):
             subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     with open(path, encoding="utf-8") as f:
         result = json.load(f)
+    result.setdefault("cpu", cpu_model())  # the worker ran here, under this process
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
     grids = sorted(n for n in os.listdir(os.path.join(run_dir, "samples")) if n.startswith("fakes"))
     os.makedirs(os.path.join(FLAGS.out, "grids"), exist_ok=True)
     shutil.copy(os.path.join(run_dir, "samples", grids[-1]), os.path.join(FLAGS.out, "grids", f"{row}_seed{seed}.png"))
