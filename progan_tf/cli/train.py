@@ -1,7 +1,7 @@
 """progan-train: train a progressive GAN (Karras et al., ICLR 2018) on your images.
 
   progan-train --flagfile=configs/demo.flags                  # the CPU demo, on the embedded shapes
-  progan-train --data_dir=datasets/emoji --flagfile=configs/cpu_quality.flags
+  progan-train --flagfile=configs/demo.flags --data_dir=datasets/emoji --run_dir=runs/emoji  # your images
   progan-train --data_dir=datasets/celeba_hq --flagfile=configs/celeba_hq_1024.flags --mirror
 
 Re-running the same command resumes from the run's newest checkpoint; Ctrl-C saves and stops.
