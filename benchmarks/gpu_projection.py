@@ -13,6 +13,7 @@ runs it) at a stated NCCL bus bandwidth.
 """
 from absl import app, flags
 
+from progan_tf import networks
 from progan_tf.bench import flops
 from progan_tf.cli import options as train_options  # progan-train's flags
 
@@ -51,7 +52,6 @@ def phase_costs(network, schedule, loss):
 
 def parameter_count(network):
     """Trainable parameters of the final G and D, whose gradients an iteration all-reduces."""
-    from progan_tf import networks
     g = networks.build_generator(network, network.resolution)
     d = networks.build_discriminator(network, network.resolution)
     return sum(int(w.shape.num_elements()) for w in g.trainable_weights + d.trainable_weights)

@@ -108,14 +108,14 @@ def split(timers, wall, cpu, cores, schedule):
             ("phase switches: data pipeline start", parts.pop("data pipeline start", 0.0)),
             ("ticks: losses, progress, grids, TensorBoard", ticks)]
     rows += [(name, seconds) for name, seconds in parts.items()]
-    rows.append(("other (start, plan, unaccounted)", wall - sum(s for _, s in rows)))
+    rows.append(("other (outside every timed part)", wall - sum(s for _, s in rows)))
     per_switch = {}
     for (i, b), (j, n, s) in zip(timers.switches, timers.first_calls):
         per_switch[i] = b + max(s - n * rate.get(j, fallback), 0.0)
     return rows, {"wall_seconds": wall, "cpu_seconds": cpu, "cores": cores,
                   "utilisation": cpu / (wall * cores), "idle_core_seconds": wall * cores - cpu,
                   "steady_sum_seconds": steady_sum, "wall_over_steady": wall / steady_sum if steady_sum else None,
-                  "switch_seconds": {str(schedule.phases()[i].index): s for i, s in per_switch.items()},
+                  "switch_seconds": {str(i): s for i, s in per_switch.items()},
                   "steady_images_per_second": {str(schedule.phases()[i].resolution) + (" fade" if schedule.phases()[i].fading else ""):
                                                schedule.phases()[i].batch_size / r for i, r in rate.items()}}
 

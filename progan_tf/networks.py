@@ -77,12 +77,10 @@ class NetworkConfig:
                               value=self.mbstd_group_size)
         if not 0 < self.leaky_slope < 1:
             raise ConfigError("{leaky_slope}={value} must be in (0, 1)", value=self.leaky_slope)
-        if self.fused_upsample != 0 and not (is_resolution(self.fused_upsample) and self.fused_upsample >= 8):
-            raise ConfigError("{fused_upsample}={value!r} must be 0 (off) or a resolution >= 8",
-                              value=self.fused_upsample)
-        if self.fused_downsample != 0 and not (is_resolution(self.fused_downsample) and self.fused_downsample >= 8):
-            raise ConfigError("{fused_downsample}={value!r} must be 0 (off) or a resolution >= 8",
-                              value=self.fused_downsample)
+        for name in ("fused_upsample", "fused_downsample"):
+            value = getattr(self, name)
+            if value != 0 and not (is_resolution(value) and value >= 8):
+                raise ConfigError(f"{{{name}}}={{value!r}} must be 0 (off) or a resolution >= 8", value=value)
 
     def nf(self, stage):
         """Feature maps at `stage` = log2(resolution) - 1."""

@@ -119,6 +119,41 @@ def test_upsample_gradient_sums_each_block():
     np.testing.assert_allclose(grad, dy.reshape(2, 3, 2, 3, 2, 5).sum((2, 4)), rtol=1e-6, atol=1e-6)
 
 
+def _penalised(f, x, kernel):
+    """f(x); the input and kernel gradients of sum(leaky(f(x))^2); the kernel gradient of the
+    penalty sum(dx^2), the second-order gradient a gradient penalty takes."""
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = f(x)
+            total = tf.reduce_sum(tf.square(leaky_relu(y)))
+        dx, dw = inner.gradient(total, [x, kernel])
+        penalty = tf.reduce_sum(tf.square(dx))
+    return [y, dx, dw, outer.gradient(penalty, kernel)]
+
+
+def _assert_same_function(fused, reference, x, reference_kernel):
+    """`fused` and `reference` agree in value, gradients and penalty gradient; returns the value."""
+    ours = _penalised(fused, x, fused.kernel)
+    for a, b in zip(ours, _penalised(reference, x, reference_kernel)):
+        scale = float(tf.reduce_max(tf.abs(b)))
+        assert scale > 0
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5 * scale)
+    return ours[0]
+
+
+def _op_types(fn, x):
+    return [op.type for op in tf.function(fn).get_concrete_function(x).graph.get_operations()]
+
+
+def _kernel_gradient_op_types(layer, x):
+    def kernel_gradient(x):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+        return tape.gradient(y, layer.kernel)
+    return _op_types(kernel_gradient, x)
+
+
 def test_fused_upsample_conv_equals_upsample_then_conv():
     """Same values, input and weight gradients, and gradient-penalty (second-order) weight
     gradient as Upsample2D + conv3x3 with the same weights, borders included."""
@@ -130,24 +165,8 @@ def test_fused_upsample_conv_equals_upsample_then_conv():
     plain.set_weights(fused.get_weights())
     fused.bias.assign(rng.standard_normal(4).astype(np.float32))
     plain.bias.assign(fused.bias)
-
-    def penalised(f, kernel):
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                inner.watch(x)
-                y = f(x)
-                total = tf.reduce_sum(tf.square(leaky_relu(y)))
-            dx, dw = inner.gradient(total, [x, kernel])
-            penalty = tf.reduce_sum(tf.square(dx))
-        return [y, dx, dw, outer.gradient(penalty, kernel)]
-
-    ours = penalised(fused, fused.kernel)
-    reference = penalised(lambda t: plain(Upsample2D()(t)), plain.kernel)
-    assert ours[0].shape == (3, 10, 14, 4)
-    for a, b in zip(ours, reference):
-        scale = float(tf.reduce_max(tf.abs(b)))
-        assert scale > 0
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5 * scale)
+    y = _assert_same_function(fused, lambda t: plain(Upsample2D()(t)), x, plain.kernel)
+    assert y.shape == (3, 10, 14, 4)
 
 
 def test_fused_upsample_conv_runs_the_fewer_flops():
@@ -156,16 +175,9 @@ def test_fused_upsample_conv_runs_the_fewer_flops():
     gradients are slow StridedSliceGrad ops)."""
     layer = WeightScaledConv2D(4, 3, upsample=True)
     x = tf.zeros([2, 5, 5, 6])
-    graph = tf.function(layer).get_concrete_function(x).graph
-    types = [op.type for op in graph.get_operations()]
+    types = _op_types(layer, x)
     assert "Conv2DBackpropInput" in types and "Conv2D" not in types and "Tile" not in types
-
-    def kernel_gradient(x):
-        with tf.GradientTape() as tape:
-            y = layer(x)
-        return tape.gradient(y, layer.kernel)
-
-    types = [op.type for op in tf.function(kernel_gradient).get_concrete_function(x).graph.get_operations()]
+    types = _kernel_gradient_op_types(layer, x)
     assert types.count("MatMul") == 2 and "StridedSliceGrad" not in types
 
 
@@ -180,34 +192,11 @@ def test_fused_downsample_conv_equals_conv_then_average_pool():
     plain.build(x.shape)
     plain.kernel.assign(fused.kernel)
     fused.bias.assign(rng.standard_normal(4).astype(np.float32))
-
-    def penalised(f, kernel):
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                inner.watch(x)
-                y = f(x)
-                total = tf.reduce_sum(tf.square(leaky_relu(y)))
-            dx, dw = inner.gradient(total, [x, kernel])
-            penalty = tf.reduce_sum(tf.square(dx))
-        return [y, dx, dw, outer.gradient(penalty, kernel)]
-
-    ours = penalised(fused, fused.kernel)
-    reference = penalised(lambda t: Downsample2D()(plain(t)) + fused.bias, plain.kernel)
-    assert ours[0].shape == (3, 4, 3, 4) and fused.compute_output_shape((3, 8, 6, 5)) == (3, 4, 3, 4)
-    for a, b in zip(ours, reference):
-        scale = float(tf.reduce_max(tf.abs(b)))
-        assert scale > 0
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-5 * scale)
-    graph = tf.function(fused).get_concrete_function(x).graph
-    types = [op.type for op in graph.get_operations()]
+    y = _assert_same_function(fused, lambda t: Downsample2D()(plain(t)) + fused.bias, x, plain.kernel)
+    assert y.shape == (3, 4, 3, 4) and fused.compute_output_shape((3, 8, 6, 5)) == (3, 4, 3, 4)
+    types = _op_types(fused, x)
     assert types.count("Conv2D") == 1 and "AvgPool" not in types
-
-    def kernel_gradient(x):
-        with tf.GradientTape() as tape:
-            y = fused(x)
-        return tape.gradient(y, fused.kernel)
-
-    types = [op.type for op in tf.function(kernel_gradient).get_concrete_function(x).graph.get_operations()]
+    types = _kernel_gradient_op_types(fused, x)
     assert types.count("MatMul") == 2 and "StridedSliceGrad" not in types
 
 

@@ -113,6 +113,8 @@ def test_invalid_configs_are_rejected():
         NetworkConfig(resolution=48)
     with pytest.raises(ValueError, match=r"fused_upsample=12 must be 0 \(off\)"):
         NetworkConfig(resolution=32, fused_upsample=12)
+    with pytest.raises(ValueError, match=r"fused_downsample=4 must be 0 \(off\)"):
+        NetworkConfig(resolution=32, fused_downsample=4)
     with pytest.raises(ValueError, match="not a stage"):
         build_generator(TINY, 64)
     with pytest.raises(ValueError, match="no previous stage"):

@@ -34,7 +34,8 @@ def _replica_step(strategy, models, network, config, reals, step, alpha):
 
     def draw(stream, shape, fn):
         seed = tf.stack([tf.constant(config.seed * 8 + stream, tf.int64), tf.cast(step, tf.int64)])
-        # Philox by name: "auto_select" picks another generator under XLA (--xla drew other latents).
+        # Philox by name, so the bits do not depend on what "auto_select" picks. XLA still turns
+        # them into other floats than TensorFlow's kernels do: an --xla run draws other latents.
         return tf.slice(fn([global_batch, *shape], seed=seed, alg="philox"), [first] + [0] * len(shape),
                         [batch, *shape])
 
