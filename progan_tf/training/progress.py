@@ -6,8 +6,8 @@ models, tracing the step), per tick and per checkpoint. A phase's time per step 
 the run measured in it once it has run there; for phases not reached yet it is
 `overhead + flops(phase) / rate`, the FLOPs counted by progan_tf.bench.flops and the rate
 and overhead fitted to the phases measured so far (before any step, the rate of a short
-convolution probe on this machine). Trace time never counts as step time, so the ETA
-right after a start or a resume is as sane as later.
+convolution probe on this machine, derated by PRIOR_EFFICIENCY). Trace time never counts as
+step time, so the ETA right after a start or a resume is as sane as later.
 """
 import numpy as np
 
@@ -15,6 +15,12 @@ from progan_tf.bench import flops
 
 PRIOR_OVERHEAD = 0.004  # seconds per step before any is measured (a 2-core CPU runs 4x4 steps in ~5 ms)
 PRIOR_COSTS = {"switch": 5.0, "tick": 0.3, "checkpoint": 1.0}  # seconds of each, before one is measured
+EXPORT_SECONDS = 3.0  # the final export of Gs (1-2 s for the demo's 32x32 G on 2 cores)
+# A whole training step runs its FLOPs slower than the probe's lone convolution (the penalty's
+# second backward pass, normalisation and other memory-bound ops): the demo's steps ran at 0.44-0.49
+# of the probe's rate from 8x8 to 32x32 on 2 cores. Phases are extrapolated at this fraction until two
+# phases are measured and their fit gives the machine's own rate.
+PRIOR_EFFICIENCY = 0.5
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
 
@@ -39,14 +45,15 @@ class Eta:
 
     Args:
       network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
-      rate: FLOP/s before any step is measured (`probe_rate()`).
+      rate: the probe's FLOP/s (`probe_rate()`); steps are expected at PRIOR_EFFICIENCY of it until
+        two phases are measured.
     """
 
     def __init__(self, network, schedule, loss, rate):
         self.schedule = schedule
         self.flops = {p.index: flops.stage_flops(network, p.resolution, p.fading, p.batch_size, loss)["iteration"]
                       for p in schedule.phases()}
-        self.rate, self.overhead = rate, PRIOR_OVERHEAD
+        self.rate, self.overhead = rate * PRIOR_EFFICIENCY, PRIOR_OVERHEAD
         self.measured = {}  # phase index -> [steps, seconds]
         self.costs = {kind: [] for kind in PRIOR_COSTS}  # seconds of each, as measured
 
@@ -72,7 +79,8 @@ class Eta:
         return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS[kind]
 
     def _fit(self):
-        """overhead + flops / rate through the measured phases (one phase: keep the rate, fit the overhead)."""
+        """overhead + flops / rate through the measured phases (one FLOP count: keep the rate and fit the
+        overhead, or raise the rate to fit with no overhead when the steps ran faster than it predicts)."""
         x = np.array([self.flops[i] for i in self.measured])
         y = np.array([seconds / steps for steps, seconds in self.measured.values()])
         if len(x) >= 2 and np.ptp(x) > 0.2 * x.max():
@@ -80,10 +88,12 @@ class Eta:
             if slope > 0 and intercept >= 0:
                 self.rate, self.overhead = 1.0 / slope, float(intercept)
                 return
-        self.overhead = max(float(np.mean(y - x / self.rate)), 0.0)
+        self.overhead = float(np.mean(y - x / self.rate))
+        if self.overhead < 0:
+            self.rate, self.overhead = float(np.sum(x) / np.sum(y)), 0.0
 
     def remaining(self, images_seen, tick_images, checkpoint_images):
-        """Seconds from `images_seen` to the end of the schedule, switches, ticks and checkpoints included."""
+        """Seconds from `images_seen` to the end of the schedule: switches, ticks, checkpoints and the export."""
         end = self.schedule.total_images
         seconds, current = 0.0, self.schedule.phase_at(images_seen).index
         for phase in self.schedule.phases():
@@ -92,7 +102,7 @@ class Eta:
                 seconds += -(-left // phase.batch_size) * self.step_seconds(phase)
                 seconds += self._median("switch") if phase.index > current else 0.0
         left = max(end - images_seen, 0)
-        return (seconds + left / tick_images * self._median("tick")
+        return (seconds + EXPORT_SECONDS + left / tick_images * self._median("tick")
                 + left / checkpoint_images * self._median("checkpoint"))
 
 
