@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from tiny_runs import SCHEDULE
 TINY = ["--resolution=8", "--fmap_base=32", "--fmap_max=8", "--latent_size=8", "--batch_sizes=4:8,8:8",
         "--fade_kimg=0.016", "--stable_kimg=0.016", "--total_kimg=0", "--synthetic_images=16", "--grid_size=4",
         "--tick_kimg=0.016"]
+
+BUFFERED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # Python's default for a pipe
 
 MISUSES = {
     "resolution": (["--resolution=48"], "--resolution=48 is not a power of two"),
@@ -66,6 +69,16 @@ def test_tiny_cli_run_resumes_when_run_again(tmp_path):
     assert "resumed from" in out and "8x8 fade" in out
     state = json.load(open(tmp_path / "run" / "checkpoints" / "state.json"))
     assert state["images_seen"] == 48 and state["resolution"] == 8
+
+
+def test_progress_lines_reach_a_pipe_as_they_happen(tmp_path):
+    """`progan-train ... | tee train.log` shows each line when it happens, not all of them at the exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "progan_tf.cli.train", *TINY, f"--run_dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, env=BUFFERED_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("generating") and runs.read_state(str(tmp_path / "run")) is None  # no step yet
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "done:" in out, err[-2000:]
 
 
 FULL_STEP = textwrap.dedent("""
@@ -146,12 +159,22 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path):
                    timeout=300)
     done, killed = False, 0
     while not done:
-        proc = subprocess.Popen(command + [f"--run_dir={tmp_path / 'killed'}"], cwd=tmp_path,
+        # Without PYTHONUNBUFFERED: the lines must come as they happen by themselves (as into `| tee`).
+        proc = subprocess.Popen(command + [f"--run_dir={tmp_path / 'killed'}"], cwd=tmp_path, env=BUFFERED_ENV,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if killed < kills:
-            try:  # TensorFlow takes a few seconds to start; the run itself some seconds more
-                proc.wait(timeout=float(rng.uniform(4.0, 12.0)))
-            except subprocess.TimeoutExpired:
+            # The moment: after a random number of the checkpoints still ahead (0: while starting or
+            # tracing), then a random fraction of a second into the steps, the next write or a switch.
+            # Counted in checkpoints rather than seconds, so no run can finish before its kill.
+            state = runs.read_state(str(tmp_path / "killed"))
+            left = (SCHEDULE.total_images - (state["images_seen"] if state else 0)) // 16
+            after, seen = int(rng.integers(0, max(left - 2, 1))), 0
+            for line in proc.stdout:
+                seen += line.startswith("checkpoint ")
+                if seen >= after:
+                    break
+            time.sleep(float(rng.uniform(0.0, 0.5)))
+            if proc.poll() is None:
                 proc.kill()
                 killed += 1
         out, err = proc.communicate(timeout=300)

@@ -119,6 +119,8 @@ def run_app(program, doc, main):
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
         print_help(program, doc)
         sys.exit(0)
+    # Each progress line as it happens, also into a pipe (`| tee train.log`), not in blocks of 8 KB.
+    sys.stdout.reconfigure(line_buffering=True)
 
     def parse(argv):
         try:
