@@ -36,16 +36,17 @@ class NetworkConfig:
       leaky_slope: LeakyReLU negative slope.
       fused_upsample: generator blocks of this resolution and up run their upsample +
         first conv as one transposed conv (`WeightScaledConv2D(upsample=True)`): the
-        same function and weights in 44 % of that conv's FLOPs. 0 = never. 16 because
-        below 16x16 the separate ops are faster on CPU (benchmarks/RESULTS.md). Fused
-        blocks have no upsample layer, so checkpoints are only compatible between
-        configs with the same value.
+        same function and weights in 44 % of that conv's FLOPs. 0 = never. 8, as in the
+        official code (benchmarks/RESULTS.md has the speed of each). Fused blocks have no
+        upsample layer, so checkpoints are only compatible between configs with the same
+        value.
       fused_downsample: discriminator blocks of this resolution and up run their second
         conv and the 2x2 average pool as one 4x4 stride-2 conv (the official code's fused
         scale, `WeightScaledConv2D(downsample=True)`, 44 % of that conv's FLOPs),
         followed by the bias and activation. The official D pools before the activation,
         the unfused one after it: a slightly different function of the same weights, so
-        a run resumes only with the value it started with. 0 = never.
+        a run resumes only with the value it started with. 8, as in the official code;
+        0 = never (the unfused D of runs that started with it).
     """
     resolution: int = 1024
     num_channels: int = 3
@@ -58,8 +59,8 @@ class NetworkConfig:
     pixelnorm: bool = True
     wscale: bool = True
     leaky_slope: float = 0.2
-    fused_upsample: int = 16
-    fused_downsample: int = 0
+    fused_upsample: int = 8
+    fused_downsample: int = 8
 
     def __post_init__(self):
         if not is_resolution(self.resolution):

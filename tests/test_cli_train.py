@@ -57,18 +57,27 @@ def test_each_misuse_exits_2_with_one_line(tmp_path):
         assert not os.path.exists(tmp_path / name / "checkpoints"), "nothing may be written"
 
 
-def test_tiny_cli_run_resumes_when_run_again(tmp_path):
+def test_tiny_cli_run_resumes_when_run_again_with_the_networks_it_started_with(tmp_path):
+    """A run started unfused (as before the fused defaults) resumes unfused when the flags are left out;
+    a flag given explicitly against the run is refused, and nothing is written."""
     args = TINY + [f"--run_dir={tmp_path / 'run'}"]
-    first = _train(args + ["--stop_at_kimg=0.024"], tmp_path)
+    first = _train(args + ["--stop_at_kimg=0.024", "--fused_upsample=0", "--fused_downsample=0"], tmp_path)
     out, err = first.communicate(timeout=180)
     assert first.returncode == 0, err[-2000:]
     assert "done: 0.0 kimg at 8x8" in out  # 24 images: 4x4 stable (16) then into the 8x8 fade
+    written = sorted(os.listdir(runs.checkpoint_dir(tmp_path / "run")))
+    clash = _train(args + ["--fused_downsample=8"], tmp_path)
+    out, err = clash.communicate(timeout=180)
+    assert clash.returncode == 2 and "started with different fused_downsample" in err, err[-2000:]
+    assert sorted(os.listdir(runs.checkpoint_dir(tmp_path / "run"))) == written
     second = _train(args, tmp_path)
     out, err = second.communicate(timeout=180)
     assert second.returncode == 0, err[-2000:]
+    assert "with its own fused_downsample=0, fused_upsample=0" in out
     assert "resumed from" in out and "8x8 fade" in out
     state = json.load(open(tmp_path / "run" / "checkpoints" / "state.json"))
     assert state["images_seen"] == 48 and state["resolution"] == 8
+    assert json.load(open(tmp_path / "run" / "config.json"))["network"]["fused_downsample"] == 0
 
 
 def test_progress_lines_reach_a_pipe_as_they_happen(tmp_path):

@@ -105,8 +105,11 @@ def test_joint_pass_over_reals_and_fakes_is_the_same_loss(name):
     separate, separate_grads = _loss_and_grads(name, critic, reals, fakes, joint=False)
     joint, joint_grads = _loss_and_grads(name, critic, reals, fakes, joint=True)
     np.testing.assert_allclose(joint.numpy(), separate.numpy(), rtol=1e-5)
+    # The absolute limit is set by the largest gradient of all: a WGAN output bias's gradient is a
+    # difference of two means that nearly cancel (-3.7e-5, 3e-8 apart), so its own size is no scale.
+    scale = max(float(np.abs(b.numpy()).max()) for b in separate_grads)
     for a, b in zip(joint_grads, separate_grads):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * np.abs(b.numpy()).max())
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6 * scale)
 
 
 def test_joint_pass_is_not_taken_when_a_stddev_group_would_span_reals_and_fakes():

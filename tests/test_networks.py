@@ -75,11 +75,12 @@ def test_fade_then_stable_keeps_the_alpha_one_output():
 
 
 def test_fused_upsample_generator_equals_the_unfused_one():
-    """Same weights (by layer name and shape), same images; only the upsample layers go."""
+    """Same weights (by layer name and shape), same images; only the upsample layers go (here from 16x16,
+    so that a generator with both kinds of block is tested)."""
     unfused_config = NetworkConfig(**{**TINY.to_dict(), "fused_upsample": 0})
+    from_16 = NetworkConfig(**{**TINY.to_dict(), "fused_upsample": 16})
     for fading in (False, True):
-        fused, unfused = build_generator(TINY, 32, fading), build_generator(unfused_config, 32, fading)
-        assert TINY.fused_upsample == 16
+        fused, unfused = build_generator(from_16, 32, fading), build_generator(unfused_config, 32, fading)
         up_layers = {layer.name for layer in unfused.layers} - {layer.name for layer in fused.layers}
         assert up_layers == {"g_block_16_up", "g_block_32_up"}
         assert "g_block_8_up" in {layer.name for layer in fused.layers}  # below 16x16: unfused

@@ -47,7 +47,7 @@ UPDATE_TOLERANCE, UPDATE_BULK, UPDATE_MAX = 0.02, 0.1, 5.0  # updates, in lr: 90
 SLOT_TOLERANCE, SLOT_MAX = 2e-2, 0.5  # Adam slots, relative to each tensor's largest value
 BULK = 99.5  # the percentile of all elements held to the bulk limits
 TENSOR_BULK = 90  # the percentile of each tensor's elements held to UPDATE_TOLERANCE
-NET = NetworkConfig(resolution=16, latent_size=8, fmap_base=64, fmap_max=16)  # nf 16, 16, 8; fused from 16
+NET = NetworkConfig(resolution=16, latent_size=8, fmap_base=64, fmap_max=16)  # nf 16, 16, 8; G and D fused from 8
 SCHEDULE = Schedule(max_resolution=16, fade_kimg=0.08, stable_kimg=0.08, total_kimg=None,
                     batch_sizes={4: 8, 8: 8, 16: 8})
 SOURCE = ArrayDataset(synthetic_images(64, 16)[0])
@@ -94,8 +94,8 @@ def worst(pairs):
 
 @pytest.mark.parametrize("res,fading", [(4, False), (8, False), (8, True), (16, False), (16, True)])
 def test_forward_passes_equal_the_reference(res, fading):
-    configs = [NET, dataclasses.replace(NET, fused_upsample=8),  # blocks 8 and 16 fused: the same function
-               dataclasses.replace(NET, fused_downsample=8),  # D pools before the activation: another function
+    configs = [NET, dataclasses.replace(NET, fused_upsample=16),  # block 8 unfused: the same function
+               dataclasses.replace(NET, fused_downsample=0),  # D pools after the activation: another function
                dataclasses.replace(NET, wscale=False), dataclasses.replace(NET, pixelnorm=False)]
     for config in configs:
         g, d = build_generator(config, res, fading), build_discriminator(config, res, fading)
@@ -378,7 +378,7 @@ FLAG_CASES = {
                        dataclasses.replace(HP, lr=0.004)),
     "learning_rate": ({}, NET, dataclasses.replace(SCHEDULE, learning_rate=0.003), dataclasses.replace(HP, lr=0.003)),
     "mbstd_group_size": ({}, dataclasses.replace(NET, mbstd_group_size=2), SCHEDULE, HP),
-    "fused_downsample": ({}, dataclasses.replace(NET, fused_downsample=8), SCHEDULE, HP),
+    "fused_downsample": ({}, dataclasses.replace(NET, fused_downsample=0), SCHEDULE, HP),
 }
 
 
@@ -489,7 +489,7 @@ LOOP_SCHEDULE = Schedule(max_resolution=8, fade_kimg=0.024, stable_kimg=0.016, t
 def test_the_training_loop_across_phase_switches_equals_the_reference(tmp_path):
     """trainer.train(): 2 steps at 4x4, 3 fading (alpha 0, 1/3, 2/3 by images seen), 2 at 8x8 stable,
     each step's losses (a tick per step) and the final weights, slots and Gs against the reference."""
-    net = dataclasses.replace(NET, resolution=8, fused_upsample=8)
+    net = dataclasses.replace(NET, resolution=8)
     train = dict(steps_per_call=2, tick_kimg=0.008, checkpoint_kimg=1, grid_size=4, g_ema_kimg=0.02,
                  g_ema_rampup=0.5)
     hp = dataclasses.replace(HP, lr=1e-5, g_ema_kimg=0.02, g_ema_rampup=0.5)
@@ -564,7 +564,7 @@ CLI_FLAGS = {
     "--stable_kimg=9": (lambda n, s, t: s.stable_kimg, 9.0),
     "--mbstd_group_size=2": (lambda n, s, t: n.mbstd_group_size, 2),
     "--fused_upsample=0": (lambda n, s, t: n.fused_upsample, 0),
-    "--fused_downsample=8": (lambda n, s, t: n.fused_downsample, 8),
+    "--fused_downsample=0": (lambda n, s, t: n.fused_downsample, 0),
     "--latent_size=64": (lambda n, s, t: n.latent_size, 64),
     "--fmap_base=256": (lambda n, s, t: n.fmap_base, 256),
     "--fmap_max=32": (lambda n, s, t: n.fmap_max, 32),

@@ -1,6 +1,9 @@
 """The flags of a training configuration, for progan-train and progan-bench (which accepts the
 same flagfiles): data and devices, then the fields of NetworkConfig, Schedule and TrainConfig,
 and the one function that turns them into the three configs."""
+import os
+
+from progan_tf import runs
 from progan_tf.cli import common
 from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
@@ -33,8 +36,11 @@ common.define("Schedule", "float", "total_kimg", 12000, _SCHEDULE_HELP["total_ki
 common.define_config_flags(TrainConfig, "Training")
 
 
-def options_from_flags(f):
+def options_from_flags(f, keep_run_network=False):
     """Turn flags into (NetworkConfig, Schedule, TrainConfig), validating every value.
+
+    With `keep_run_network` (progan-train), a run being resumed keeps the network fields of its
+    config.json that no flag gives (`kept_network_values`), and says so.
 
     Raises:
       UsageError, ConfigError: a one-line message naming the bad flag.
@@ -44,11 +50,30 @@ def options_from_flags(f):
             raise common.UsageError(f"--{name}={getattr(f, name)} must be >= {low}")
     if f.nombstd and f["mbstd_group_size"].present and f.mbstd_group_size:
         raise common.UsageError("--nombstd contradicts --mbstd_group_size; give one of them")
-    network = NetworkConfig(**{**common.config_values(NetworkConfig, f),
-                               "mbstd_group_size": 0 if f.nombstd else f.mbstd_group_size})
+    values = {**common.config_values(NetworkConfig, f), "mbstd_group_size": 0 if f.nombstd else f.mbstd_group_size}
+    kept = kept_network_values(f, values) if keep_run_network else {}
+    if kept:
+        print(f"resuming {f.run_dir} with its own {', '.join(f'{k}={v}' for k, v in sorted(kept.items()))} "
+              f"(network flags not given keep the run's values)")
+    network = NetworkConfig(**{**values, **kept})
     schedule = Schedule(max_resolution=f.resolution, total_kimg=f.total_kimg or None,
                         batch_sizes=common.parse_int_map("batch_sizes", f.batch_sizes),
                         learning_rates=common.parse_int_map("learning_rates", f.learning_rates, float),
                         **common.config_values(Schedule, f, skip=("max_resolution",) + _SCHEDULE_FLAGS))
     schedule.phases()  # checks total_kimg against the phases
     return network, schedule, TrainConfig(**common.config_values(TrainConfig, f))
+
+
+def kept_network_values(f, values):
+    """{field: value} of the network fields a resumed run keeps from its config.json: those no flag gives.
+
+    So a run started under other defaults (the unfused networks before 0.1's fused ones, say) resumes
+    with the networks its checkpoints hold, and a flag given explicitly still has to match them.
+    """
+    path = os.path.join(f.run_dir, runs.CONFIG_FILE)
+    try:
+        saved = runs.read_json(path)["network"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # a new run, or a config.json the trainer will refuse with its own message
+    given = {name for name in values if f[name].present} | ({"mbstd_group_size"} if f["nombstd"].present else set())
+    return {name: saved[name] for name in values if name not in given and name in saved and saved[name] != values[name]}

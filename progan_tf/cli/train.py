@@ -4,7 +4,8 @@
   progan-train --flagfile=configs/demo.flags --data_dir=datasets/emoji --run_dir=runs/emoji  # your images
   progan-train --data_dir=datasets/celeba_hq --flagfile=configs/celeba_hq_1024.flags --mirror
 
-Re-running the same command resumes from the run's newest checkpoint; Ctrl-C saves and stops.
+Re-running the same command resumes from the run's newest checkpoint (network flags not given
+keep the run's own values); Ctrl-C saves and stops.
 The network, schedule and training flags are the fields of NetworkConfig, Schedule and
 TrainConfig; their defaults are the paper's 1024x1024 configuration.
 """
@@ -17,7 +18,7 @@ PROGRAM = "progan-train"
 
 def main(f):
     from progan_tf.training import launch
-    network, schedule, train = options.options_from_flags(f)
+    network, schedule, train = options.options_from_flags(f, keep_run_network=True)
     if f.data_dir and not os.path.isdir(f.data_dir):
         raise common.UsageError(f"--data_dir={f.data_dir} does not exist; prepare it with progan-prepare")
     launch.run(network, schedule, train, data_dir=f.data_dir, synthetic_images=f.synthetic_images,
