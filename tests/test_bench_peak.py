@@ -34,3 +34,25 @@ def test_padding_check_times_all_three_ops_both_ways():
     for padding in rates.values():
         assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
         assert all(np.isfinite(r) and r > 0 for r in padding.values())
+
+
+class _Load:
+    """OtherLoad as a machine with `cores` of other load in every window."""
+    cores = 0.0
+
+    def __enter__(self):
+        self.seconds = 0.01
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("cores, quiet", [(0.0, True), (0.5, False)])
+def test_windows_without_time_to_wait_are_judged_by_their_own_load(monkeypatch, cores, quiet):
+    # --bench_wait=0 leaves no time to wait for quiet; windows that were quiet still count as quiet.
+    monkeypatch.setattr(peak, "OtherLoad", type("Load", (_Load,), {"cores": cores}))
+    monkeypatch.setattr(peak.time, "sleep", lambda seconds: None)
+    result = peak.timed_windows(lambda: None, repeats=3, budget_seconds=0)
+    assert result["quiet"] is quiet and len(result["seconds"]) == 3
+    assert result["rejected"] == 0

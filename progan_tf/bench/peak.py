@@ -97,14 +97,15 @@ def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget
         (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
         if time.monotonic() > deadline:
             break
-    while len(quiet) + len(noisy) < repeats:  # never quiet for long enough: measure anyway, and say so
-        noisy.append(window())
+    while len(quiet) + len(noisy) < repeats:  # no time left to wait for quiet: measure anyway, and say so
+        seconds, cores = window()
+        (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
     used = quiet if len(quiet) >= repeats else quiet + sorted(noisy, key=lambda w: w[1])[:repeats - len(quiet)]
     seconds = [s for s, _ in used]
     median = statistics.median(seconds)
     return {"seconds": seconds, "median": median, "spread": (max(seconds) - min(seconds)) / median,
             "other_cores": [round(c, 3) for _, c in used], "quiet": len(quiet) >= repeats,
-            "rejected": len(noisy)}
+            "rejected": len(noisy) - max(0, repeats - len(quiet))}
 
 
 def _rate(flops_per_window, timing, nominal_flops_per_window=None):
