@@ -36,6 +36,15 @@ def test_help_shows_the_docstring_and_the_scripts_own_flags_and_exits_0(helps, n
     assert err == "", err  # nothing from TensorFlow's start-up
 
 
+def test_help_into_a_closed_pipe_exits_0_without_a_traceback():
+    # `progan-train --help | head -3`: the reader leaves before the help is written.
+    proc = subprocess.Popen([sys.executable, "-m", "progan_tf.cli.train", "--help"], cwd=REPO, env=_quiet_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    assert proc.wait(timeout=180) == 0
+    assert proc.stderr.read() == ""
+
+
 def test_train_help_groups_the_config_fields():
     out = subprocess.run([sys.executable, "-m", "progan_tf.cli.train", "--help"], cwd=REPO, env=_quiet_env(),
                          capture_output=True, text=True, timeout=180).stdout

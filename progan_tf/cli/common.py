@@ -5,6 +5,7 @@ Exit codes: 0 done, 1 the work failed (an unusable run, a full disk, a busy port
 """
 import dataclasses
 import logging as pylogging
+import os
 import re
 import sys
 import textwrap
@@ -117,7 +118,10 @@ def run_app(program, doc, main):
     UsageError and ConfigError exit 2; RunError exits 1; each is one line on stderr.
     """
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
-        print_help(program, doc)
+        try:
+            print_help(program, doc)
+        except BrokenPipeError:  # `progan-train --help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     # Each progress line as it happens, also into a pipe (`| tee train.log`), not in blocks of 8 KB.
     sys.stdout.reconfigure(line_buffering=True)
