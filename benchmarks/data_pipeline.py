@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from progan_tf.data import tfrecord
+from progan_tf.data import prepare
 from progan_tf.data.pipeline import PreparedDataset
 from progan_tf.data.sources import IndexedSource
 
@@ -52,7 +52,7 @@ def main(argv):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = os.path.join(tmp, "bench")
-        tfrecord.prepare_dataset(RandomSource(FLAGS.num_images), data_dir, max_resolution=256, shards=8,
+        prepare.prepare_dataset(RandomSource(FLAGS.num_images), data_dir, max_resolution=256, shards=8,
                                  workers=1, progress=False)
         for pair in FLAGS.batches:
             resolution, batch = map(int, pair.split(":"))
