@@ -139,3 +139,13 @@ def test_two_replica_mirrored_strategy_gets_per_replica_batches(data_dir):
         ids = [i for step in steps for _, replica_ids in step for i in replica_ids]
         assert sorted(ids[:NUM_IMAGES]) == list(range(NUM_IMAGES)), mode  # epoch 1: each image once
         assert sorted(ids[NUM_IMAGES:]) == list(range(NUM_IMAGES)), mode  # epoch 2
+
+
+@pytest.mark.parametrize("cache_mb", [256, 0], ids=["cached", "streamed"])
+def test_training_pipelines_run_without_autotuning(data_dir, cache_mb):
+    # tf.data's autotuning thread sleeps up to a minute between optimisations, and deleting an iterator
+    # waits for it: the trainer sat idle for up to 40 s at phase switches and at the end of a run.
+    batches = PreparedDataset(data_dir, cache_mb=cache_mb).batches(8, 4, mirror=True)
+    assert batches.options().autotune.enabled is False
+    from progan_tf.data.pipeline import ArrayDataset
+    assert ArrayDataset(np.zeros((8, 8, 8, 3), np.uint8)).batches(8, 4).options().autotune.enabled is False

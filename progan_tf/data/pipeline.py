@@ -122,8 +122,8 @@ def finish_batches(batches, mirror, seed, first_batch):
             x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
         return x
 
-    return batches.enumerate(start=first_batch).map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+    batches = batches.enumerate(start=first_batch).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return tfrecord.without_autotune(batches.prefetch(tf.data.AUTOTUNE))
 
 
 class PreparedDataset:

@@ -101,6 +101,20 @@ def read_manifest(data_dir):
     return manifest
 
 
+def without_autotune(dataset):
+    """`dataset` with tf.data's autotuning off (parallelism AUTOTUNE then means one call per core).
+
+    Autotuning runs a thread that sleeps between optimisations, up to a minute at a time,
+    and deleting the dataset's iterator waits for that sleep to end: the trainer stalled
+    for up to 40 s at a phase switch or at the end of a run, idle. The pipelines here need
+    no tuning to outrun training (benchmarks/RESULTS.md, "Idle time").
+    """
+    import tensorflow as tf
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def read_level(data_dir, resolution, manifest=None, labels=False):
     """Every image of one level, in the order they were written.
 
@@ -123,7 +137,7 @@ def read_level(data_dir, resolution, manifest=None, labels=False):
     parts = []
     for shard in shards:
         images, label_values = [np.zeros([0] + shape[1:], np.uint8)], [np.zeros([0], np.int64)]
-        for batch in tf.data.TFRecordDataset(os.path.join(data_dir, shard["file"])).batch(1024):
+        for batch in without_autotune(tf.data.TFRecordDataset(os.path.join(data_dir, shard["file"])).batch(1024)):
             features = tf.io.parse_example(batch, spec)
             images.append(tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), shape).numpy())
             if labels:
