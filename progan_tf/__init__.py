@@ -44,5 +44,10 @@ def _import_tensorflow(silence):
 
 _import_tensorflow(silence=_command and not _verbose)
 
+# TensorFlow's per-step tensors otherwise page-fault in afresh at every step (progan_tf/allocator.py).
+from progan_tf import allocator as _allocator  # noqa: E402
+
+_allocator.tune_malloc()
+
 # Registers WeightScaledConv2D, PixelNorm, ... under the "progan" package for Keras.
 from progan_tf import layers  # noqa: E402,F401
