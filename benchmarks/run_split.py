@@ -134,6 +134,7 @@ def main(argv):
     timers = Timers()
     instrument(trainer, timers)
     timers.wrap(trainer_lib.progress, "machine_rate", "start: the ETA's machine probe")
+    timers.wrap(trainer_lib.progress, "probe_shape", "start: the ETA's machine probe")
     trainer.train()
     wall, cpu = time.perf_counter() - began, usage() - cpu0
     rows, summary = split(timers, wall, cpu, cores, schedule)

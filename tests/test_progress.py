@@ -48,6 +48,29 @@ def test_eta_extrapolates_unreached_phases_by_flops():
     assert naive < 0.4 * true_remaining(eta, 30_000)
 
 
+def test_slow_conv_shapes_count_for_more():
+    """The demo's 16-channel 32x32 convs ran at 0.75 of the rate of its 8x8 and 16x16 ones, and by FLOPs
+    alone its ETAs were 26-36 % short until the 32x32 phases ran; each conv's FLOPs now count at the rate
+    of its shape's probe."""
+    def probe(batch, side, c_in, c_out):  # this "machine" runs the 32x32 stage's thin convs at half the rate
+        return PROBE / 2 if min(c_in, c_out) <= 16 else PROBE
+
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE, probe=probe)
+    flat = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
+    first, last = SCHEDULE.phases()[0], SCHEDULE.phases()[-1]
+    assert eta.flops[first.index] == pytest.approx(flat.flops[first.index])  # no thin conv at 4x4
+    assert eta.flops[last.index] > 1.3 * flat.flops[last.index]
+    for model in (eta, flat):  # both see what this machine measures (true_step: the probed FLOPs at RATE)
+        model.costs["tick"], model.costs["checkpoint"] = [0.0], [0.0]
+        for phase in SCHEDULE.phases()[:2]:  # 4x4 and the 8x8 fade measured; 16x16 and 32x32 not reached
+            if phase.index:
+                model.cost("switch", SWITCH)
+            model.steps(phase, 625, 625 * true_step(eta, phase))
+    truth = true_remaining(eta, 40_000)
+    assert eta.remaining(40_000, 10_000, 20_000) == pytest.approx(truth, rel=1e-6)
+    assert flat.remaining(40_000, 10_000, 20_000) < 0.85 * truth
+
+
 def test_measured_phase_uses_its_own_step_time():
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
     phase = SCHEDULE.phases()[0]

@@ -4,11 +4,15 @@ The ETA comes from the schedule, not from the last tick's speed: the steps left 
 phase times that phase's time per step, plus a cost per phase switch (building the
 models, tracing the step), per tick and per checkpoint. A phase's time per step is what
 the run measured in it once it has run there; for phases not reached yet it is
-`overhead + flops(phase) / rate`, the FLOPs counted by progan_tf.bench.flops and the rate
-and overhead fitted to the phases measured so far (before any step, the rate of a short
-convolution probe on this machine, derated by PRIOR_EFFICIENCY). Trace time never counts as
+`overhead + flops(phase) / rate`, the FLOPs counted by progan_tf.bench.flops (each conv's
+weighted by how fast its shape runs on this machine against a mid-sized conv, from a short
+probe of each shape) and the rate and overhead fitted to the phases measured so far (before
+any step, the probed rates themselves; without shape probes, the rate of one mid-sized probe
+derated by PRIOR_EFFICIENCY). Trace time never counts as
 step time, so the ETA right after a start or a resume is as sane as later.
 """
+import time
+
 import numpy as np
 
 from progan_tf.bench import flops
@@ -21,6 +25,9 @@ EXPORT_SECONDS = 3.0  # the final export of Gs (1-2 s for the demo's 32x32 G on 
 # of the probe's rate from 8x8 to 32x32 on 2 cores. Phases are extrapolated at this fraction until two
 # phases are measured and their fit gives the machine's own rate.
 PRIOR_EFFICIENCY = 0.5
+# With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates (the
+# demo's 8x8 step: 50 ms against 50 ms of probed conv time), so the prior keeps the probed rates.
+PRIOR_EFFICIENCY_PROBED = 1.0
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
 
@@ -40,20 +47,56 @@ def machine_rate():
     return _RATE[0]
 
 
+PROBE_FLOPS = 2e9  # at most this much work per iteration of a shape's probe (a smaller image side past it)
+_SHAPE_RATES = {}
+
+
+def probe_shape(batch, side, c_in, c_out, seconds=0.1):
+    """FLOP/s of a 3x3 conv forward + backward of this shape on this machine (measured once per process).
+
+    Small channel counts and small images run a conv well below the mid-sized probe's rate (the
+    demo's 16-channel 32x32 convs at about 0.75 of it), which FLOPs alone do not tell. Sides
+    whose probe would exceed PROBE_FLOPS are measured at a smaller side.
+    """
+    key = (batch, side, c_in, c_out)
+    if key not in _SHAPE_RATES:
+        import tensorflow as tf
+        from progan_tf.bench import peak
+        while side > 8 and 54 * batch * side * side * c_in * c_out > PROBE_FLOPS:
+            side //= 2
+        x, dy = tf.random.normal([batch, side, side, c_in]), tf.random.normal([batch, side, side, c_out])
+        call = tf.function(lambda: peak.conv_fwd_bwd(x, tf.random.normal([3, 3, c_in, c_out]), dy))
+        call().numpy()  # trace and warm up
+        calls, began = 0, time.perf_counter()
+        while calls < 2 or time.perf_counter() - began < seconds:
+            call().numpy()
+            calls += 1
+        work = 3 * 2 * batch * flops.taps_on_image(side, side, 3) ** 2 * c_in * c_out  # fwd + both gradients
+        _SHAPE_RATES[key] = calls * work / (time.perf_counter() - began)
+    return _SHAPE_RATES[key]
+
+
 class Eta:
     """Time per step, per phase switch, per tick and per checkpoint, fitted to what the run measures.
 
     Args:
       network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
-      rate: the probe's FLOP/s (`probe_rate()`); steps are expected at PRIOR_EFFICIENCY of it until
-        two phases are measured.
+      rate: the probe's FLOP/s (`probe_rate()`); steps are expected at PRIOR_EFFICIENCY of it (with
+        `probe`: at PRIOR_EFFICIENCY_PROBED of each shape's rate) until two phases are measured.
+      probe: optional `probe_shape`-like function (batch, side, c_in, c_out) -> FLOP/s. Each
+        conv's FLOPs then count at the rate its shape runs at here: `self.flops` holds each phase's
+        step as FLOPs at `rate` (the FLOPs themselves when no probe is given).
     """
 
-    def __init__(self, network, schedule, loss, rate):
+    def __init__(self, network, schedule, loss, rate, probe=None):
         self.schedule = schedule
-        self.flops = {p.index: flops.stage_flops(network, p.resolution, p.fading, p.batch_size, loss)["iteration"]
-                      for p in schedule.phases()}
-        self.rate, self.overhead = rate * PRIOR_EFFICIENCY, PRIOR_OVERHEAD
+        self.flops = {}
+        for p in schedule.phases():
+            work = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
+            self.flops[p.index] = sum(f * (rate / probe(p.batch_size, *key) if probe and key else 1.0)
+                                      for key, f in work.items())
+        self.rate = rate * (PRIOR_EFFICIENCY_PROBED if probe else PRIOR_EFFICIENCY)
+        self.overhead = PRIOR_OVERHEAD
         self.measured = {}  # phase index -> [steps, seconds]
         self.costs = {kind: [] for kind in PRIOR_COSTS}  # seconds of each, as measured
 

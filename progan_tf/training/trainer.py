@@ -278,7 +278,8 @@ class Trainer:
         models, position = self._start()
         start_step, total = position.step, self.schedule.total_images
         end = total if stop_at_images is None else min(stop_at_images, total)
-        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate())
+        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate(),
+                                progress.probe_shape)
         if self.is_chief:
             devices = [d.split("device:")[-1] for d in self.strategy.extended.worker_devices]
             for line in progress.describe_plan(self.schedule, devices, self._eta(position.images_seen),
