@@ -94,7 +94,10 @@ def test_iteration_count_matches_the_traced_step(tmp_path, fading, loss, key):
 def test_conv_work_splits_the_iteration_by_conv_shape():
     net = NetworkConfig(resolution=16, latent_size=16, fmap_base=64, fmap_max=32)
     work = flops.conv_work(net, 16, fading=True, batch=4)
-    assert sum(work.values()) == pytest.approx(flops.stage_flops(net, 16, True, 4)["iteration"], rel=1e-12)
+    counts = flops.stage_flops(net, 16, True, 4)
+    elementwise = work.pop("elementwise")
+    assert elementwise == pytest.approx(4 * counts["other_G"] + 14 * counts["other_D"], rel=1e-12)
+    assert sum(work.values()) == pytest.approx(counts["iteration"], rel=1e-12)
     # G's 16x16 block: the fused upsample 16 -> 8 maps and the 3x3 8 -> 8, both with a 16x16 output.
     assert work[(16, 16, 8)] > 0 and work[(16, 8, 8)] > 0
     assert work[(4, 33, 32)] > 0  # D's 4x4 conv after the minibatch-stddev channel

@@ -8,12 +8,14 @@ from progan_tf.training import progress
 NET = NetworkConfig(resolution=32, latent_size=64, fmap_base=256, fmap_max=64)
 SCHEDULE = Schedule(max_resolution=32, fade_kimg=20, stable_kimg=20, total_kimg=180,
                     batch_sizes={4: 32, 8: 32, 16: 32, 32: 32})
-RATE, OVERHEAD, SWITCH = 20e9, 0.003, 8.0  # the "machine" of these tests
+# The "machine" of these tests: convs at RATE, each element-wise FLOP costs as much as 30 conv FLOPs
+# (about a fifth of the demo's 32x32 step, a tenth of its 8x8 one), 8 s per phase switch.
+RATE, ELEMENTWISE_SECONDS, SWITCH = 20e9, 30 / 20e9, 8.0
 PROBE = RATE / progress.PRIOR_EFFICIENCY  # a probe that, derated, tells this machine's rate
 
 
 def true_step(eta, phase):
-    return OVERHEAD + eta.flops[phase.index] / RATE
+    return eta.flops[phase.index] / RATE + eta.elementwise[phase.index] * ELEMENTWISE_SECONDS
 
 
 def true_remaining(eta, images_seen):
@@ -84,8 +86,9 @@ def test_trace_time_is_a_switch_cost_not_step_time():
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
     eta.costs["tick"], eta.costs["checkpoint"] = [0.0], [0.0]
     eta.cost("switch", 30.0)
-    phase = SCHEDULE.phase_at(90_000)  # 16x16 stable: the 32x32 fade and stable phases are ahead
-    eta.steps(phase, 50, 50 * true_step(eta, phase))
+    for kimg in (10, 90):  # 4x4, and 16x16 stable: the 32x32 fade and stable phases are ahead
+        phase = SCHEDULE.phase_at(kimg * 1000)
+        eta.steps(phase, 50, 50 * true_step(eta, phase))
     expected = true_remaining(eta, 90_000) + (30.0 - SWITCH) * 2  # two switches left, at the measured 30 s
     assert eta.remaining(90_000, 10_000, 20_000) == pytest.approx(expected, rel=1e-6)
 
@@ -98,14 +101,26 @@ def test_before_any_step_phases_run_at_the_derated_probe_rate():
         assert eta.step_seconds(phase) == pytest.approx(progress.PRIOR_OVERHEAD + eta.flops[phase.index] / RATE)
 
 
-def test_one_measured_phase_faster_than_the_prior_raises_the_rate():
-    # The machine runs at 3x the derated probe with no overhead: a negative overhead would make the
-    # larger phases too cheap; the rate that fits the measured phase is the best guess for them.
+def test_one_measured_phase_sets_the_rate():
+    # The machine runs at 3x the derated probe: the rate that fits the one measured phase is the best
+    # guess for the others (a fitted overhead would come out negative and make larger phases too cheap).
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE / 3)
     phase = SCHEDULE.phase_at(90_000)
     eta.steps(phase, 100, 100 * eta.flops[phase.index] / RATE)
     ahead = SCHEDULE.phase_at(150_000)
     assert eta.overhead == 0 and eta.step_seconds(ahead) == pytest.approx(eta.flops[ahead.index] / RATE)
+
+
+def test_element_wise_work_is_fitted_once_two_phases_tell_it_apart():
+    """The demo's 32x32 steps, with thin convs and wide activations, ran 15-25 % slower per probed conv
+    FLOP than its 8x8 ones; a rate alone, fitted at 4x4 and 8x8, put its ETA a fifth short."""
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
+    first, ahead = SCHEDULE.phases()[0], SCHEDULE.phases()[-1]
+    eta.steps(first, 625, 625 * true_step(eta, first))
+    assert eta.elementwise_seconds == 0  # one phase: a rate only
+    run_to(eta, 40_000)
+    assert eta.elementwise_seconds == pytest.approx(ELEMENTWISE_SECONDS, rel=1e-6)
+    assert eta.step_seconds(ahead) == pytest.approx(true_step(eta, ahead), rel=1e-6)
 
 
 def test_the_final_export_is_counted():

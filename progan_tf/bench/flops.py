@@ -156,21 +156,20 @@ def conv_work(network, resolution, fading=False, batch=1, loss="wgan_gp"):
 
     Returns:
       {(side, c_in, c_out): FLOPs} for the 3x3 convs and the fused 4x4 ones (side: the conv's
-      output height), and {None: FLOPs} for 1x1 convs and dense layers. The values sum to
-      `stage_flops(...)["iteration"]`.
+      output height), {None: FLOPs} for 1x1 convs and dense layers; these sum to
+      `stage_flops(...)["iteration"]`. And {"elementwise": FLOPs}: the element-wise layers at
+      the same multiples, a measure of the memory-bound work.
     """
     mult_g, mult_d = ITERATION_MULTIPLES[loss]
     work = {}
     for model, multiple in ((networks.build_generator(network, resolution, fading), mult_g),
                             (networks.build_discriminator(network, resolution, fading), mult_d)):
-        counted = {name: f for name, kind, f in layer_flops(model) if kind != "other"}
-        for layer in model.layers:
-            if layer.name not in counted:
-                continue
-            key = None
+        layers = {layer.name: layer for layer in model.layers}
+        for name, kind, f in layer_flops(model):
+            layer, key = layers.get(name), "elementwise" if kind == "other" else None
             if isinstance(layer, L.WeightScaledConv2D) and layer.kernel.shape[0] > 1:
                 key = (int(layer.output.shape[1]), int(layer.kernel.shape[2]), int(layer.kernel.shape[3]))
-            work[key] = work.get(key, 0.0) + multiple * batch * counted[layer.name]
+            work[key] = work.get(key, 0.0) + multiple * batch * f
     return work
 
 

@@ -4,12 +4,13 @@ The ETA comes from the schedule, not from the last tick's speed: the steps left 
 phase times that phase's time per step, plus a cost per phase switch (building the
 models, tracing the step), per tick and per checkpoint. A phase's time per step is what
 the run measured in it once it has run there; for phases not reached yet it is
-`overhead + flops(phase) / rate`, the FLOPs counted by progan_tf.bench.flops (each conv's
-weighted by how fast its shape runs on this machine against a mid-sized conv, from a short
-probe of each shape) and the rate and overhead fitted to the phases measured so far (before
-any step, the probed rates themselves; without shape probes, the rate of one mid-sized probe
-derated by PRIOR_EFFICIENCY). Trace time never counts as
-step time, so the ETA right after a start or a resume is as sane as later.
+`flops(phase) / rate + elementwise(phase) * elementwise_seconds`: the FLOPs counted by
+progan_tf.bench.flops, each conv's weighted by how fast its shape runs on this machine (a
+short probe of each shape at the start), plus the memory-bound element-wise work, both
+fitted to the phases measured so far. Before any step: the probed rates themselves
+(without shape probes, one mid-sized probe's rate derated by PRIOR_EFFICIENCY) and a small
+fixed overhead. Trace time never counts as step time, so the ETA right after a start or a
+resume is as sane as later.
 """
 import time
 
@@ -90,13 +91,15 @@ class Eta:
 
     def __init__(self, network, schedule, loss, rate, probe=None):
         self.schedule = schedule
-        self.flops = {}
+        self.flops, self.elementwise = {}, {}
         for p in schedule.phases():
             work = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
+            self.elementwise[p.index] = work.pop("elementwise")
             self.flops[p.index] = sum(f * (rate / probe(p.batch_size, *key) if probe and key else 1.0)
                                       for key, f in work.items())
         self.rate = rate * (PRIOR_EFFICIENCY_PROBED if probe else PRIOR_EFFICIENCY)
-        self.overhead = PRIOR_OVERHEAD
+        self.overhead = PRIOR_OVERHEAD  # until a step is measured
+        self.elementwise_seconds = 0.0  # per element-wise FLOP, beyond what the rate pays for
         self.measured = {}  # phase index -> [steps, seconds]
         self.costs = {kind: [] for kind in PRIOR_COSTS}  # seconds of each, as measured
 
@@ -116,24 +119,31 @@ class Eta:
         steps, seconds = self.measured.get(phase.index, (0, 0.0))
         if steps >= 10:
             return seconds / steps
-        return self.overhead + self.flops[phase.index] / self.rate
+        return (self.overhead + self.flops[phase.index] / self.rate
+                + self.elementwise[phase.index] * self.elementwise_seconds)
 
     def _median(self, kind):
         return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS[kind]
 
     def _fit(self):
-        """overhead + flops / rate through the measured phases (one FLOP count: keep the rate and fit the
-        overhead, or raise the rate to fit with no overhead when the steps ran faster than it predicts)."""
+        """flops / rate + elementwise * elementwise_seconds through the measured phases.
+
+        The element-wise layers (normalisation, activations, biases, fades) are memory-bound, and
+        their share of a step grows where the convs are thin: the demo's 32x32 steps ran 15-25 %
+        slower per probed conv FLOP than its 8x8 ones. Both terms are fitted once two measured
+        phases differ enough in that share; before, all the time goes to the convs.
+        """
         x = np.array([self.flops[i] for i in self.measured])
+        e = np.array([self.elementwise[i] for i in self.measured])
         y = np.array([seconds / steps for steps, seconds in self.measured.values()])
-        if len(x) >= 2 and np.ptp(x) > 0.2 * x.max():
-            slope, intercept = np.polyfit(x, y, 1)
-            if slope > 0 and intercept >= 0:
-                self.rate, self.overhead = 1.0 / slope, float(intercept)
+        self.overhead, self.elementwise_seconds = 0.0, 0.0
+        share = e / x
+        if len(x) >= 2 and np.ptp(share) > 0.2 * share.max():
+            (per_flop, per_elementwise), *_ = np.linalg.lstsq(np.stack([x, e], axis=1), y, rcond=None)
+            if per_flop > 0 and per_elementwise >= 0:
+                self.rate, self.elementwise_seconds = 1.0 / per_flop, float(per_elementwise)
                 return
-        self.overhead = float(np.mean(y - x / self.rate))
-        if self.overhead < 0:
-            self.rate, self.overhead = float(np.sum(x) / np.sum(y)), 0.0
+        self.rate = float(np.sum(x) / np.sum(y))
 
     def remaining(self, images_seen, tick_images, checkpoint_images):
         """Seconds from `images_seen` to the end of the schedule: switches, ticks, checkpoints and the export."""
