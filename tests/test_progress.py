@@ -14,6 +14,12 @@ RATE, ELEMENTWISE_SECONDS, SWITCH = 20e9, 30 / 20e9, 8.0
 PROBE = RATE / progress.PRIOR_EFFICIENCY  # a probe that, derated, tells this machine's rate
 
 
+@pytest.fixture(autouse=True)
+def no_margin(monkeypatch):
+    """The model's own predictions; test_unreached_resolutions_get_a_margin checks the margin."""
+    monkeypatch.setattr(progress, "UNREACHED_MARGIN", 1.0)
+
+
 def true_step(eta, phase):
     return eta.flops[phase.index] / RATE + eta.elementwise[phase.index] * ELEMENTWISE_SECONDS
 
@@ -142,3 +148,24 @@ def test_plan_names_phases_devices_and_time():
     assert "4x4 stable 20, 8x8 fade 20 + stable 20" in lines[0] and "32x32 fade 20 + stable 60" in lines[0]
     assert lines[1] == "devices: CPU:0, CPU:1"
     assert lines[2].startswith("estimated time: 12m34s")
+
+
+def test_unreached_resolutions_get_a_margin(monkeypatch):
+    monkeypatch.setattr(progress, "UNREACHED_MARGIN", 1.2)
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
+    phases = SCHEDULE.phases()
+    before = [eta.step_seconds(p) for p in phases]  # nothing measured yet: the prior, no margin
+    assert before[3] == pytest.approx(progress.PRIOR_OVERHEAD + eta.flops[3] / RATE)
+    run_to(eta, 60_000)  # 4x4 and 8x8 measured
+    for phase in phases[3:]:  # 16x16 and 32x32: the fitted model, 20 % longer
+        assert eta.step_seconds(phase) == pytest.approx(1.2 * true_step(eta, phase), rel=1e-6)
+
+
+def test_a_phase_of_a_measured_resolution_scales_its_measured_sibling(monkeypatch):
+    # A resumed run has measured only the 32x32 fade: its stable phase is expected at the fade's measured
+    # time per step times their FLOP ratio, without the margin of an unreached resolution.
+    monkeypatch.setattr(progress, "UNREACHED_MARGIN", 1.2)
+    eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
+    fade, stable = SCHEDULE.phases()[5], SCHEDULE.phases()[6]
+    eta.steps(fade, 100, 100 * 0.25)
+    assert eta.step_seconds(stable) == pytest.approx(0.25 * eta.flops[stable.index] / eta.flops[fade.index], rel=1e-6)

@@ -7,7 +7,9 @@ the run measured in it once it has run there; for phases not reached yet it is
 `flops(phase) / rate + elementwise(phase) * elementwise_seconds`: the FLOPs counted by
 progan_tf.bench.flops, each conv's weighted by how fast its shape runs on this machine (a
 short probe of each shape at the start), plus the memory-bound element-wise work, both
-fitted to the phases measured so far. Before any step: the probed rates themselves
+fitted to the phases measured so far, with UNREACHED_MARGIN for a resolution not reached
+yet (a fade or stable phase whose sibling of the same resolution ran scales that sibling's
+measured time instead). Before any step: the probed rates themselves
 (without shape probes, one mid-sized probe's rate derated by PRIOR_EFFICIENCY) and a small
 fixed overhead. Trace time never counts as step time, so the ETA right after a start or a
 resume is as sane as later.
@@ -29,6 +31,12 @@ PRIOR_EFFICIENCY = 0.5
 # With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates (the
 # demo's 8x8 step: 50 ms against 50 ms of probed conv time), so the prior keeps the probed rates.
 PRIOR_EFFICIENCY_PROBED = 1.0
+# Resolutions not reached yet run slower per probed FLOP than the fit through the smaller ones says:
+# in three demo runs on a 2-vCPU AMD EPYC (Zen 3) the 16x16 and 32x32 phases took 20-35 % longer than
+# predicted from 4x4 and 8x8 (their activations outgrow the caches; the input pipeline's work per image
+# shares the two cores). An ETA that runs long is corrected as the phases are reached; one that runs
+# short misleads.
+UNREACHED_MARGIN = 1.2
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
 
@@ -91,6 +99,7 @@ class Eta:
 
     def __init__(self, network, schedule, loss, rate, probe=None):
         self.schedule = schedule
+        self.resolutions = {p.index: p.resolution for p in schedule.phases()}
         self.flops, self.elementwise = {}, {}
         for p in schedule.phases():
             work = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
@@ -116,11 +125,17 @@ class Eta:
         self.costs[kind].append(seconds)
 
     def step_seconds(self, phase):
+        """Measured, or from a measured phase of the same resolution, or the fitted model with a margin."""
         steps, seconds = self.measured.get(phase.index, (0, 0.0))
         if steps >= 10:
             return seconds / steps
-        return (self.overhead + self.flops[phase.index] / self.rate
-                + self.elementwise[phase.index] * self.elementwise_seconds)
+        for index, (steps, seconds) in self.measured.items():  # the fade of this stable phase, or its reverse
+            if steps >= 10 and self.resolutions[index] == self.resolutions[phase.index]:
+                return seconds / steps * self._model(phase.index) / self._model(index)
+        return self._model(phase.index) * (UNREACHED_MARGIN if self.measured else 1.0)
+
+    def _model(self, index):
+        return self.overhead + self.flops[index] / self.rate + self.elementwise[index] * self.elementwise_seconds
 
     def _median(self, kind):
         return float(np.median(self.costs[kind])) if self.costs[kind] else PRIOR_COSTS[kind]
