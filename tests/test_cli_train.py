@@ -3,6 +3,8 @@ kill -9 at random moments loses nothing, and a real full disk is one line for it
 import errno
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -243,3 +245,51 @@ def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(
         runs.load_generator(str(run_dir))
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+STOP_RUN = ["--resolution=8", "--latent_size=8", "--fmap_base=32", "--fmap_max=8", "--batch_sizes=4:8,8:8",
+            "--fade_kimg=4", "--stable_kimg=0.016", "--total_kimg=0", "--synthetic_images=32", "--grid_size=4",
+            "--tick_kimg=0.064", "--checkpoint_kimg=100"]
+
+
+def _signal_on(proc, pattern, signals, gap=0.0):
+    """Read `proc`'s lines until one matches `pattern`, then send `signals`; returns (lines, time sent)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(pattern, line):
+            break
+    sent = time.monotonic()
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(gap)
+    return lines, sent
+
+
+def test_ctrl_c_stops_in_the_fade_saves_and_says_how_to_resume_and_a_second_one_quits_at_once(tmp_path):
+    """Ctrl-C (SIGTERM too) finishes the current call of the step, saves, never starts the next phase and
+    names where it stopped; a second Ctrl-C exits at once and the run still resumes from its newest
+    complete checkpoint."""
+    run_dir = tmp_path / "run"
+    args = STOP_RUN + [f"--run_dir={run_dir}"]
+    proc = _train(args, tmp_path)
+    before, sent = _signal_on(proc, r"\| 8x8 fade ", [signal.SIGINT])
+    out, err = proc.communicate(timeout=120)
+    took = time.monotonic() - sent
+    assert proc.returncode == 0, err[-2000:]
+    stop = re.search(r"stopped at ([\d.]+) kimg \(8x8 fade, alpha ([\d.]+)\); run the same command to resume", out)
+    assert stop, out[-2000:]
+    assert "phase 2" not in out and "done:" not in out and "exported" not in out
+    assert took < 20, f"{took:.1f} s from Ctrl-C to the exit"
+    state = runs.read_state(str(run_dir))
+    assert state["phase"] == "fade" and state["resolution"] == 8
+    assert f"{state['images_seen'] / 1000:.1f}" == stop.group(1)
+    assert 16 < state["images_seen"] < 16 + 4000  # inside the 8x8 fade, saved at the stop
+
+    again = _train(args, tmp_path)
+    _, sent = _signal_on(again, r"\| 8x8 fade ", [signal.SIGINT, signal.SIGINT], gap=0.05)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "stopping at once" in out and time.monotonic() - sent < 10
+    assert runs.read_state(str(run_dir))["images_seen"] >= state["images_seen"]
+    assert runs.load_generator(str(run_dir), warn=lambda _: None) is not None  # the newest checkpoint reads
