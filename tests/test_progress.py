@@ -119,7 +119,7 @@ def test_one_measured_phase_sets_the_rate():
 
 def test_element_wise_work_is_fitted_once_two_phases_tell_it_apart():
     """The demo's 32x32 steps, with thin convs and wide activations, ran 15-25 % slower per probed conv
-    FLOP than its 8x8 ones; a rate alone, fitted at 4x4 and 8x8, put its ETA a fifth short."""
+    FLOP than its 8x8 ones; a rate alone, fitted at 4x4 and 8x8, missed that."""
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
     first, ahead = SCHEDULE.phases()[0], SCHEDULE.phases()[-1]
     eta.steps(first, 625, 625 * true_step(eta, first))

@@ -178,13 +178,18 @@ def conv_fwd_bwd(x, w, dy):
     return tf.reduce_sum(y[:1, :1, :1, :1]) + tf.reduce_sum(dx[:1, :1, :1, :1]) + tf.reduce_sum(dw[:1, :1, :1, :1])
 
 
+def conv_fwd_bwd_flops(batch, resolution, c_in, c_out):
+    """Executed FLOPs of `conv_fwd_bwd` on a (batch, resolution, resolution, c_in) input, c_out maps."""
+    return 3 * 2 * batch * flops_lib.taps_on_image(resolution, resolution, 3) ** 2 * c_in * c_out
+
+
 def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args):
     """GFLOP/s of a 3x3 'SAME' float32 convolution forward + backward (input and filter gradients),
     executed ("gflops") and nominal ("gflops_nominal") MACs."""
     x = tf.Variable(_normal([batch, resolution, resolution, c_in], 0))
     w = tf.Variable(_normal([3, 3, c_in, c_out], 1))
     dy = _normal([batch, resolution, resolution, c_out], 2)
-    flops = 3 * 2 * batch * flops_lib.taps_on_image(resolution, resolution, 3) ** 2 * c_in * c_out
+    flops = conv_fwd_bwd_flops(batch, resolution, c_in, c_out)
     nominal = 3 * 2 * batch * resolution * resolution * 9 * c_in * c_out
 
     iterations, timing = _time_loop(lambda: conv_fwd_bwd(x, w, dy), target_seconds, **timing_args)

@@ -29,7 +29,7 @@ EXPORT_SECONDS = 3.0  # the final export of Gs (1-2 s for the demo's 32x32 G on 
 # phases are measured and their fit gives the machine's own rate.
 PRIOR_EFFICIENCY = 0.5
 # With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates (the
-# demo's 8x8 step: 50 ms against 50 ms of probed conv time), so the prior keeps the probed rates.
+# demo's 8x8 step: 50 ms against about 45-52 ms of probed conv time), so the prior keeps the probed rates.
 PRIOR_EFFICIENCY_PROBED = 1.0
 # Resolutions not reached yet run slower per probed FLOP than the fit through the smaller ones says:
 # in three demo runs on a 2-vCPU AMD EPYC (Zen 3) the 16x16 and 32x32 phases took 20-35 % longer than
@@ -63,8 +63,10 @@ _SHAPE_RATES = {}
 def probe_shape(batch, side, c_in, c_out, seconds=0.1):
     """FLOP/s of a 3x3 conv forward + backward of this shape on this machine (measured once per process).
 
-    Small channel counts and small images run a conv well below the mid-sized probe's rate (the
-    demo's 16-channel 32x32 convs at about 0.75 of it), which FLOPs alone do not tell. Sides
+    Small channel counts and small images run a conv well below the mid-sized probe's rate (on the
+    Zen 3 machine a 16-channel 32x32 conv at about half the rate of a 64-channel 8x8 one), which
+    FLOPs alone do not tell. Timed with plain calls, not `peak.conv_peak`'s quiet windows, to
+    keep the start of a run short. Sides
     whose probe would exceed PROBE_FLOPS are measured at a smaller side.
     """
     key = (batch, side, c_in, c_out)
@@ -82,8 +84,7 @@ def probe_shape(batch, side, c_in, c_out, seconds=0.1):
         while calls < 2 or time.perf_counter() - began < seconds:
             call().numpy()
             calls += 1
-        work = 3 * 2 * batch * flops.taps_on_image(side, side, 3) ** 2 * c_in * c_out  # fwd + both gradients
-        _SHAPE_RATES[key] = calls * work / (time.perf_counter() - began)
+        _SHAPE_RATES[key] = calls * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out) / (time.perf_counter() - began)
     return _SHAPE_RATES[key]
 
 
