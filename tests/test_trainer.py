@@ -38,6 +38,9 @@ def test_tiny_run_end_to_end(tmp_path):
     assert state["images_seen"] == SCHEDULE.total_images == 192
     assert (state["resolution"], state["phase"], state["phase_index"]) == (8, "stable", 2)
     assert read_state(str(run_dir))["images_seen"] == 192
+    # One write per checkpoint: the loop's save at the end is not written again after it.
+    assert [line for line in lines if line.startswith("checkpoint")] == [
+        "checkpoint ckpt-12 at kimg 0.1", "checkpoint ckpt-24 at kimg 0.2"]
     ticks = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     assert [t["kimg"] for t in ticks] == [0.032, 0.064, 0.096, 0.128, 0.16, 0.192]
     assert [t["alpha"] for t in ticks[2:4]] == [0.5, 1.0] and all(np.isfinite(t["loss/D"]) for t in ticks)

@@ -91,6 +91,7 @@ class Trainer:
         self.grid_latents = np.random.RandomState(config.seed).randn(
             config.grid_size, network.latent_size).astype(np.float32)
         self.stop_requested = False
+        self.saved_step = None  # the step of the newest checkpoint this Trainer wrote
 
     # ---- run options ------------------------------------------------------------------------
 
@@ -170,6 +171,7 @@ class Trainer:
     def _save(self, models, position):
         check_finite(models)  # a checkpoint is never written from non-finite weights
         path = self.checkpointer.save(models.checkpoint(), self.state(models.phase, position))
+        self.saved_step = position.step
         self.print(f"checkpoint {os.path.basename(path)} at kimg {position.images_seen / 1000:.1f}")
 
     def _sample_grid(self, models, images_seen):
@@ -294,7 +296,8 @@ class Trainer:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        if position.step != start_step:  # rewriting an existing checkpoint could only lose it
+        # Rewriting an existing checkpoint (none taken since the start, or the loop's last save) could only lose it.
+        if position.step not in (start_step, self.saved_step):
             try:
                 self._save(models, position)
             except NonFinite as e:  # stopped between ticks with a bad step: keep the last good checkpoint
