@@ -56,6 +56,17 @@ def check_finite(models):
             raise NonFinite(f"non-finite weights in {part}")
 
 
+def drop_in_background(box):
+    """Delete what the list `box` holds on a daemon thread; the caller must hold no other reference.
+
+    Deleting a tf.data iterator waits for its pipeline's threads, and one of them can sleep for
+    tens of seconds: demo runs sat idle for 20-25 s after their last tick, in that deletion
+    (py-spy: `RootDataset::Iterator::~Iterator` waiting on a thread of the pipeline). The run's
+    checkpoint and export need not wait for it, nor the next phase.
+    """
+    threading.Thread(target=box.clear, name="progan-drop-iterator", daemon=True).start()
+
+
 @dataclasses.dataclass
 class Position:
     """Where a run is: images seen, steps taken in all and in the current phase."""
@@ -354,7 +365,9 @@ class Trainer:
             if phase.index != models.phase.index:
                 timing["switch"] = self._measure_steps(models, pending, timing)
                 models, position.phase_step = self.build_phase(phase, previous=models), 0
+                old = [data]
                 train_steps, data = self.make_train_step(models, k), self.dataset_iterator(phase, 0)
+                drop_in_background(old)
                 self.print(f"phase {phase.index}: {phase.resolution}x{phase.resolution} {phase.name}, "
                            f"batch {phase.batch_size}, lr {phase.learning_rate:g}")
             # Up to k steps, ending with the step that reaches the next tick, checkpoint or phase end, so
@@ -387,6 +400,9 @@ class Trainer:
                 timing["mark"] = time.time()
                 self.eta.cost("checkpoint", timing["mark"] - began)
                 next_checkpoint = position.images_seen + config.checkpoint_kimg * 1000
+        old = [data]
+        del data
+        drop_in_background(old)
         return models
 
     def _export_final(self, models, images_seen):
