@@ -130,10 +130,12 @@ def run_worker(spec):
 
 
 def cpu_model():
-    """The CPU's model name: wall times compare only within one kind of machine."""
+    """The CPU's name, family and model (a virtual machine may name only the vendor): wall times compare only
+    within one kind of machine."""
     with open("/proc/cpuinfo", encoding="utf-8") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    return names[0] if names else "unknown"
+        fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def train_row(row, seed):
