@@ -50,8 +50,8 @@ def test_eta_extrapolates_unreached_phases_by_flops():
 
 
 def test_the_start_resolution_does_not_scale_the_others():
-    """The demo's 4x4 steps took 1.19x their prior on the Zen 4 kind, its larger ones 0.67-0.92x: scaled by
-    the 4x4 phase, the ETA after the first tick was 2x too long."""
+    """In one demo run on the Zen 4 kind the 4x4 steps took 1.19x their prior, the larger ones 0.67-0.92x:
+    scaled by the 4x4 phase, the larger phases would be expected 1.3-1.8x too slow."""
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
     run_to(eta, 20_000)  # only 4x4 measured, at START times its prior
     for phase in SCHEDULE.phases()[1:]:

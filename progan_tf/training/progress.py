@@ -23,8 +23,9 @@ EXPORT_SECONDS = 3.0  # the final export of Gs (1-2 s for the demo's 32x32 G on 
 # Without shape probes a whole step runs its FLOPs at about half the one probe's rate (the demo: 0.44-0.49
 # from 8x8 to 32x32 on 2 cores: the penalty's second backward pass, normalisation, memory-bound ops).
 PRIOR_EFFICIENCY = 0.5
-# With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates: on the
-# Zen 4 kind the demo's phases from 8x8 up ran at 0.67-0.92 of the prior's time, the 4x4 one at 1.19.
+# With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates: in one
+# demo run on the Zen 4 kind (its per-tick img/s against this prior) the phases from 8x8 up took 0.67-0.92
+# of the prior's time, the 4x4 one 1.19.
 PRIOR_EFFICIENCY_PROBED = 1.0
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
