@@ -1,4 +1,5 @@
 """The ETA model: from the schedule and FLOPs, not from the last tick's speed."""
+import numpy as np
 import pytest
 
 from progan_tf.networks import NetworkConfig
@@ -65,8 +66,9 @@ def test_slow_conv_shapes_count_for_more():
     """The demo's 16-channel 32x32 convs ran at 0.75 of the rate of its 8x8 and 16x16 ones, and by FLOPs
     alone its ETAs were 26-36 % short until the 32x32 phases ran; each conv's FLOPs now count at the rate
     of its shape's probe."""
-    def probe(batch, side, c_in, c_out):  # this "machine" runs the 32x32 stage's thin convs at half the rate
-        return PROBE / 2 if min(c_in, c_out) <= 16 else PROBE
+    def probe(keys):  # this "machine" runs the 32x32 stage's thin convs at half the rate
+        return {(batch, side, c_in, c_out): PROBE / 2 if min(c_in, c_out) <= 16 else PROBE
+                for batch, side, c_in, c_out in keys}
 
     eta = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE, probe=probe)
     flat = progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE)
@@ -141,3 +143,29 @@ def test_a_phase_of_a_measured_resolution_scales_its_measured_sibling():
     fade, stable = SCHEDULE.phases()[5], SCHEDULE.phases()[6]
     eta.steps(fade, 100, 100 * 0.25)
     assert eta.step_seconds(stable) == pytest.approx(0.25 * eta.prior(stable.index) / eta.prior(fade.index))
+
+
+def test_a_shape_probe_reports_its_fastest_window(monkeypatch):
+    """A slow spell of the machine during the probes (here: the first 24 timed convs, about four windows of
+    the eight) does not count: each shape's fastest window does, and the shapes' windows alternate, so the
+    spell cannot take all of one shape's."""
+    import time
+    import tensorflow as tf
+    from progan_tf.bench import peak
+    calls = []
+
+    def slow_spell():
+        calls.append(1)  # two shapes, two untimed calls each (trace, calibration): the windows begin at call 5
+        time.sleep(0.004 if len(calls) <= 4 + 24 else 0.001)
+        return np.float32(0)
+
+    def conv(x, w, dy):  # traced once; the sleep runs on every iteration through numpy_function
+        return tf.numpy_function(slow_spell, [], tf.float32) + tf.reduce_sum(w) * 0
+
+    monkeypatch.setattr(peak, "conv_fwd_bwd", conv)
+    monkeypatch.setattr(peak, "conv_fwd_bwd_flops", lambda *shape: 1.0)
+    monkeypatch.setattr(progress, "_SHAPE_RATES", {})
+    keys = [(1, 8, 1, 1), (1, 8, 2, 2)]
+    rates = progress.probe_shapes(keys, seconds=0.12)
+    for key in keys:
+        assert 0.001 <= 1 / rates[key] < 0.002  # the unslowed time per conv, not the spell's 0.004 s

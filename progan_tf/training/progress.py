@@ -23,10 +23,10 @@ EXPORT_SECONDS = 3.0  # the final export of Gs (1-2 s for the demo's 32x32 G on 
 # Without shape probes a whole step runs its FLOPs at about half the one probe's rate (the demo: 0.44-0.49
 # from 8x8 to 32x32 on 2 cores: the penalty's second backward pass, normalisation, memory-bound ops).
 PRIOR_EFFICIENCY = 0.5
-# With each conv shape probed (`probe_shape`), a step runs its convs at about their probed rates: in one
-# demo run on the Zen 4 kind (its per-tick img/s against this prior) the phases from 8x8 up took 0.67-0.92
-# of the prior's time, the 4x4 one 1.19.
-PRIOR_EFFICIENCY_PROBED = 1.0
+# With each conv shape probed (`probe_shapes`: each shape's fastest window), a step runs its convs below
+# their probed rates: the demo's ETA at its first two ticks, from this prior alone, was 18-26 % short in two
+# runs on the Zen 4 kind with efficiency 1.0 (`benchmarks/eta.py`, 2026-12-05).
+PRIOR_EFFICIENCY_PROBED = 0.8
 _PROBE = (16, 16, 64, 64)  # batch, resolution, c_in, c_out of the probe convolution
 
 
@@ -47,35 +47,64 @@ def machine_rate():
 
 
 PROBE_FLOPS = 2e9  # at most this much work per iteration of a shape's probe (a smaller image side past it)
+PROBE_WINDOWS = 4
 _SHAPE_RATES = {}
 
 
-def probe_shape(batch, side, c_in, c_out, seconds=0.1):
-    """FLOP/s of a 3x3 conv forward + backward of this shape on this machine (measured once per process).
+def _conv_window(batch, side, c_in, c_out, seconds):
+    """A function timing one window of about `seconds` of 3x3 conv forward + backward passes of this
+    shape, run in an in-graph loop (no Python dispatch between the convs, as in a step); and the
+    FLOPs of one window."""
+    import tensorflow as tf
+    from progan_tf.bench import peak
+    rng = np.random.default_rng(0)  # no TF random op: --deterministic refuses unseeded ones
+    # Variables: read again in every iteration, so the loop cannot hoist the conv out as loop-invariant.
+    x, w, dy = (tf.Variable(rng.standard_normal(shape, np.float32)) for shape in
+                ([batch, side, side, c_in], [3, 3, c_in, c_out], [batch, side, side, c_out]))
+
+    @tf.function
+    def window(iterations):
+        total = tf.zeros([])
+        for _ in tf.range(iterations):
+            total += tf.reshape(peak.conv_fwd_bwd(x, w, dy), [-1])[0]
+        return total
+
+    def timed(iterations):
+        began = time.perf_counter()
+        window(tf.constant(iterations)).numpy()
+        return time.perf_counter() - began
+
+    timed(1)  # trace and warm up
+    iterations = max(1, int(seconds / max(timed(1), 1e-6)))
+    return lambda: timed(iterations), iterations * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out)
+
+
+def probe_shapes(keys, seconds=0.4):
+    """FLOP/s of a 3x3 conv forward + backward of each (batch, side, c_in, c_out) in `keys` on this
+    machine, measured once per process: {key: FLOP/s}.
 
     Small channel counts and small images run a conv well below the mid-sized probe's rate (on the
     Zen 3 machine a 16-channel 32x32 conv at about half the rate of a 64-channel 8x8 one), which
-    FLOPs alone do not tell. Timed with plain calls, not `peak.conv_peak`'s quiet windows, to
-    keep the start of a run short. Sides
-    whose probe would exceed PROBE_FLOPS are measured at a smaller side.
+    FLOPs alone do not tell. Each shape gets PROBE_WINDOWS windows of `seconds / PROBE_WINDOWS`,
+    taken in turns over all the shapes, and its fastest window counts: a slow spell of the
+    machine (seen lasting half a second on a 2-vCPU VM) then slows one window of each shape, not
+    all of one. No wait for a quiet machine as in `peak.conv_peak`, to keep the start of a run
+    short. Sides whose probe would exceed PROBE_FLOPS are measured at a smaller side.
     """
-    key = (batch, side, c_in, c_out)
-    if key not in _SHAPE_RATES:
-        import tensorflow as tf
-        from progan_tf.bench import peak
+    todo = [key for key in dict.fromkeys(keys) if key not in _SHAPE_RATES]
+    windows = {}
+    for key in todo:
+        batch, side, c_in, c_out = key
         while side > 8 and 54 * batch * side * side * c_in * c_out > PROBE_FLOPS:
             side //= 2
-        rng = np.random.default_rng(0)  # no TF random op: --deterministic refuses unseeded ones
-        x, w, dy = (tf.constant(rng.standard_normal(shape, np.float32)) for shape in
-                    ([batch, side, side, c_in], [3, 3, c_in, c_out], [batch, side, side, c_out]))
-        call = tf.function(lambda: peak.conv_fwd_bwd(x, w, dy))
-        call().numpy()  # trace and warm up
-        calls, began = 0, time.perf_counter()
-        while calls < 2 or time.perf_counter() - began < seconds:
-            call().numpy()
-            calls += 1
-        _SHAPE_RATES[key] = calls * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out) / (time.perf_counter() - began)
-    return _SHAPE_RATES[key]
+        windows[key] = _conv_window(batch, side, c_in, c_out, seconds / PROBE_WINDOWS)
+    best = dict.fromkeys(todo, float("inf"))
+    for _ in range(PROBE_WINDOWS):
+        for key in todo:
+            best[key] = min(best[key], windows[key][0]())
+    for key in todo:
+        _SHAPE_RATES[key] = windows[key][1] / best[key]
+    return {key: _SHAPE_RATES[key] for key in keys}
 
 
 class Eta:
@@ -85,7 +114,7 @@ class Eta:
       network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
       rate: the probe's FLOP/s (`probe_rate()`); the prior runs steps at PRIOR_EFFICIENCY of it (with
         `probe`: at PRIOR_EFFICIENCY_PROBED of each shape's rate).
-      probe: optional `probe_shape`-like function (batch, side, c_in, c_out) -> FLOP/s. Each
+      probe: optional `probe_shapes`-like function [(batch, side, c_in, c_out)] -> {key: FLOP/s}. Each
         conv's FLOPs then count at the rate its shape runs at here: `self.flops` holds each phase's
         step as FLOPs at `rate` (the FLOPs themselves when no probe is given).
     """
@@ -93,12 +122,13 @@ class Eta:
     def __init__(self, network, schedule, loss, rate, probe=None):
         self.schedule = schedule
         self.resolutions = {p.index: p.resolution for p in schedule.phases()}
-        self.flops = {}
-        for p in schedule.phases():
-            work = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
-            del work["elementwise"]  # memory-bound work: paid for by the measured / prior ratio
-            self.flops[p.index] = sum(f * (rate / probe(p.batch_size, *key) if probe and key else 1.0)
-                                      for key, f in work.items())
+        works = {}
+        for p in self.schedule.phases():
+            works[p] = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
+            del works[p]["elementwise"]  # memory-bound work: paid for by the measured / prior ratio
+        rates = probe([(p.batch_size, *key) for p, work in works.items() for key in work if key]) if probe else {}
+        self.flops = {p.index: sum(f * (rate / rates[(p.batch_size, *key)] if probe and key else 1.0)
+                                   for key, f in work.items()) for p, work in works.items()}
         self.rate = rate * (PRIOR_EFFICIENCY_PROBED if probe else PRIOR_EFFICIENCY)
         self.measured = {}  # phase index -> [steps, seconds]
         self.costs = {kind: [] for kind in PRIOR_COSTS}  # seconds of each, as measured

@@ -288,11 +288,12 @@ class Trainer:
         Returns:
           The final run state dict (images_seen, step, phase, resolution, alpha ...).
         """
+        # The probes time convolutions: before _start(), whose data pipeline threads would slow them down.
+        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate(),
+                                progress.probe_shapes)
         models, position = self._start()
         start_step, total = position.step, self.schedule.total_images
         end = total if stop_at_images is None else min(stop_at_images, total)
-        self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate(),
-                                progress.probe_shape)
         if self.is_chief:
             devices = [d.split("device:")[-1] for d in self.strategy.extended.worker_devices]
             for line in progress.describe_plan(self.schedule, devices, self._eta(position.images_seen),
