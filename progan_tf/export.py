@@ -214,6 +214,13 @@ def read_metadata(export_dir):
         return json.load(f)
 
 
+def describe(export_dir):
+    """One line on what an export holds: 'exported Gs at 32x32 (60.1 kimg, alpha 0.5) to <export_dir>'."""
+    metadata = read_metadata(export_dir)
+    return (f"exported Gs at {metadata['resolution']}x{metadata['resolution']} "
+            f"({metadata['images_seen'] / 1000:.1f} kimg, alpha {metadata['alpha']:g}) to {export_dir}")
+
+
 def find_export(path):
     """Resolve an export directory: `path` itself, or the newest version under a base path.
 

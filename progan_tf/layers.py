@@ -160,8 +160,15 @@ class WeightScaledDense(keras.layers.Layer):
                 "use_wscale": self.use_wscale}
 
 
+class _ElementWise(keras.layers.Layer):
+    """A layer whose output has its input's shape."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="progan")
-class LeakyReLU(keras.layers.Layer):
+class LeakyReLU(_ElementWise):
     """LeakyReLU with the output-side gradient of `leaky_relu`.
 
     Args:
@@ -177,15 +184,12 @@ class LeakyReLU(keras.layers.Layer):
     def call(self, x):
         return leaky_relu(x, self.negative_slope)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 @keras.saving.register_keras_serializable(package="progan")
-class PixelNorm(keras.layers.Layer):
+class PixelNorm(_ElementWise):
     """Pixelwise feature-vector normalisation: x / sqrt(mean(x^2 over channels) + epsilon).
 
     Args:
@@ -200,9 +204,6 @@ class PixelNorm(keras.layers.Layer):
         x32 = tf.cast(x, tf.float32)
         y = x32 * tf.math.rsqrt(tf.reduce_mean(tf.square(x32), axis=-1, keepdims=True) + self.epsilon)
         return tf.cast(y, x.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -291,19 +292,22 @@ class FadeIn(keras.layers.Layer):
 
 
 class _Resample2D(keras.layers.Layer):
-    """Shared shape of Upsample2D / Downsample2D: an integer factor and a resampling op."""
+    """Upsample2D / Downsample2D: nearest-neighbour or box-filter resampling by an integer factor (2 between stages)."""
+
+    upsampling = True
 
     def __init__(self, factor=2, **kwargs):
         super().__init__(**kwargs)
         _check_positive_int("factor", factor)
         self.factor = factor
 
-    def _size(self, size):
-        raise NotImplementedError
+    def call(self, x):
+        return (upsample if self.upsampling else downsample)(x, self.factor)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
-        return (n, None if h is None else self._size(h), None if w is None else self._size(w), c)
+        size = (lambda s: s * self.factor) if self.upsampling else (lambda s: s // self.factor)
+        return (n, None if h is None else size(h), None if w is None else size(w), c)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -311,29 +315,11 @@ class _Resample2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="progan")
 class Upsample2D(_Resample2D):
-    """Nearest-neighbour upsampling by an integer factor.
-
-    Args:
-      factor: scale factor (2 between stages).
-    """
-
-    def call(self, x):
-        return upsample(x, self.factor)
-
-    def _size(self, size):
-        return size * self.factor
+    """Nearest-neighbour upsampling by an integer factor."""
 
 
 @keras.saving.register_keras_serializable(package="progan")
 class Downsample2D(_Resample2D):
-    """Box-filter (average-pool) downsampling by an integer factor.
+    """Box-filter (average-pool) downsampling by an integer factor."""
 
-    Args:
-      factor: scale factor (2 between stages).
-    """
-
-    def call(self, x):
-        return downsample(x, self.factor)
-
-    def _size(self, size):
-        return size // self.factor
+    upsampling = False

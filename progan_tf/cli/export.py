@@ -51,10 +51,7 @@ def options_from_flags(f):
 
 def main(f):
     from progan_tf import export
-    path = export.export_run(*options_from_flags(f))
-    metadata = export.read_metadata(path)
-    print(f"exported Gs at {metadata['resolution']}x{metadata['resolution']} "
-          f"({metadata['images_seen'] / 1000:.1f} kimg, alpha {metadata['alpha']:g}) to {path}")
+    print(export.describe(export.export_run(*options_from_flags(f))))
 
 
 def run():
