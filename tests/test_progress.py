@@ -66,7 +66,7 @@ def test_slow_conv_shapes_count_for_more():
     """The demo's 16-channel 32x32 convs ran at 0.75 of the rate of its 8x8 and 16x16 ones, and by FLOPs
     alone its ETAs were 26-36 % short until the 32x32 phases ran; each conv's FLOPs now count at the rate
     of its shape's probe."""
-    def probe(keys):  # this "machine" runs the 32x32 stage's thin convs at half the rate
+    def probe(keys, seconds):  # this "machine" runs the 32x32 stage's thin convs at half the rate
         return {(batch, side, c_in, c_out): PROBE / 2 if min(c_in, c_out) <= 16 else PROBE
                 for batch, side, c_in, c_out in keys}
 
@@ -169,3 +169,19 @@ def test_a_shape_probe_reports_its_fastest_window(monkeypatch):
     rates = progress.probe_shapes(keys, seconds=0.12)
     for key in keys:
         assert 0.001 <= 1 / rates[key] < 0.002  # the unslowed time per conv, not the spell's 0.004 s
+
+
+def test_a_short_run_gets_a_short_probe():
+    """Probing all shapes takes at most 1 % of the run's FLOP time, within 0.04-0.4 s per shape: the demo
+    (minutes) probes each shape for 0.4 s, a test's run of a few hundred images for 0.04 s."""
+    asked = []
+
+    def probe(keys, seconds):
+        asked.append(seconds)
+        return dict.fromkeys(keys, PROBE)
+
+    progress.Eta(NET, SCHEDULE, "wgan_gp", rate=PROBE, probe=probe)
+    tiny = Schedule(max_resolution=32, fade_kimg=0.1, stable_kimg=0.1, total_kimg=0.7,
+                    batch_sizes={4: 32, 8: 32, 16: 32, 32: 32})
+    progress.Eta(NET, tiny, "wgan_gp", rate=PROBE, probe=probe)
+    assert asked == [progress.PROBE_SECONDS, progress.PROBE_SECONDS_MIN]

@@ -48,6 +48,7 @@ def machine_rate():
 
 PROBE_FLOPS = 2e9  # at most this much work per iteration of a shape's probe (a smaller image side past it)
 PROBE_WINDOWS = 4
+PROBE_SECONDS, PROBE_SECONDS_MIN, PROBE_SHARE = 0.4, 0.04, 0.01  # per shape; share of the run's FLOP time
 _SHAPE_RATES = {}
 
 
@@ -79,7 +80,7 @@ def _conv_window(batch, side, c_in, c_out, seconds):
     return lambda: timed(iterations), iterations * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out)
 
 
-def probe_shapes(keys, seconds=0.4):
+def probe_shapes(keys, seconds=PROBE_SECONDS):
     """FLOP/s of a 3x3 conv forward + backward of each (batch, side, c_in, c_out) in `keys` on this
     machine, measured once per process: {key: FLOP/s}.
 
@@ -114,7 +115,8 @@ class Eta:
       network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
       rate: the probe's FLOP/s (`probe_rate()`); the prior runs steps at PRIOR_EFFICIENCY of it (with
         `probe`: at PRIOR_EFFICIENCY_PROBED of each shape's rate).
-      probe: optional `probe_shapes`-like function [(batch, side, c_in, c_out)] -> {key: FLOP/s}. Each
+      probe: optional `probe_shapes`-like function ([(batch, side, c_in, c_out)], seconds per shape) ->
+        {key: FLOP/s}. Each
         conv's FLOPs then count at the rate its shape runs at here: `self.flops` holds each phase's
         step as FLOPs at `rate` (the FLOPs themselves when no probe is given).
     """
@@ -126,7 +128,14 @@ class Eta:
         for p in self.schedule.phases():
             works[p] = flops.conv_work(network, p.resolution, p.fading, p.batch_size, loss)
             del works[p]["elementwise"]  # memory-bound work: paid for by the measured / prior ratio
-        rates = probe([(p.batch_size, *key) for p, work in works.items() for key in work if key]) if probe else {}
+        rates = {}
+        if probe:
+            keys = list(dict.fromkeys((p.batch_size, *key) for work in works.values() for key in work if key))
+            steps = {p: (p.end - p.start) / p.batch_size for p in works}
+            run_seconds = sum(steps[p] * sum(work.values()) for p, work in works.items()) / rate
+            # A short run (a test, a smoke run) gets a shorter probe: probing takes at most PROBE_SHARE of it.
+            seconds = min(PROBE_SECONDS, max(PROBE_SECONDS_MIN, PROBE_SHARE * run_seconds / len(keys)))
+            rates = probe(keys, seconds)
         self.flops = {p.index: sum(f * (rate / rates[(p.batch_size, *key)] if probe and key else 1.0)
                                    for key, f in work.items()) for p, work in works.items()}
         self.rate = rate * (PRIOR_EFFICIENCY_PROBED if probe else PRIOR_EFFICIENCY)
