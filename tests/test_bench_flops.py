@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from graph_flops import graph_flops
 from progan_tf.bench import flops
 from progan_tf.networks import NetworkConfig, build_discriminator, build_generator
 from progan_tf.schedule import Schedule
@@ -83,7 +84,7 @@ def test_iteration_count_matches_the_traced_step(tmp_path, fading, loss, key):
                                           tf.constant(0.999))
     stage = flops.stage_flops(NET, 8, fading, batch=8, loss=key)
     for nominal, expected in ((False, stage["iteration"]), (True, stage["iteration_nominal"])):
-        traced = flops.graph_flops(function, nominal=nominal)
+        traced = graph_flops(function, nominal=nominal)
         # The analysis ignores that the first layers need no input gradient in some passes.
         # (The same 1.2 MFLOP here with and without the fused D: 2.0 % of the fused step.)
         assert sum(traced.values()) == pytest.approx(expected, rel=0.025)
