@@ -1,5 +1,4 @@
 """This machine's peak: the convolution step counts only live work, rates follow the FLOP count."""
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -27,14 +26,6 @@ def test_conv_peak_rate_counts_three_convolutions_per_iteration():
     assert result["gflops"] == pytest.approx(flops_per_window / result["median"] / 1e9)
     assert result["gflops_best"] == pytest.approx(flops_per_window / min(result["seconds"]) / 1e9)
     assert result["gflops_nominal"] == pytest.approx(nominal_per_window / result["median"] / 1e9)
-
-
-def test_padding_check_times_all_three_ops_both_ways():
-    rates = peak.padding_check(2, 4, 4, 4, target_seconds=0.005, repeats=1, budget_seconds=0)
-    assert set(rates) == {"SAME", "VALID"}
-    for padding in rates.values():
-        assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
-        assert all(np.isfinite(r) and r > 0 for r in padding.values())
 
 
 class _Load:

@@ -1,7 +1,9 @@
-"""The developer diagnostics in benchmarks/: the step profile and the oneDNN verbose-log summary."""
+"""The developer diagnostics in benchmarks/: the step profile, the oneDNN verbose-log summary and the
+padding check."""
 import os
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -14,6 +16,7 @@ from progan_tf.training.trainer import Trainer
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import onednn_log  # noqa: E402
+import padding_check  # noqa: E402
 import profile_step as profile  # noqa: E402
 
 
@@ -100,3 +103,11 @@ def test_onednn_log_reads_this_tensorflow(tmp_path):
     (tmp_path / "empty").write_text("no onednn here\n")
     out = subprocess.run([sys.executable, script, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "ONEDNN_VERBOSE=1" in out.stderr.strip().splitlines()[-1]
+
+
+def test_padding_check_times_all_three_ops_both_ways():
+    rates = padding_check.padding_check(2, 4, 4, 4, target_seconds=0.005, repeats=1, budget_seconds=0)
+    assert set(rates) == {"SAME", "VALID"}
+    for padding in rates.values():
+        assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
+        assert all(np.isfinite(r) and r > 0 for r in padding.values())

@@ -197,36 +197,6 @@ def conv_peak(batch, resolution, c_in, c_out, target_seconds=0.5, **timing_args)
             **_rate(flops * iterations, timing, nominal * iterations)}
 
 
-def padding_check(batch, resolution, c_in, c_out, target_seconds=0.3, **timing_args):
-    """Does the conv skip the taps over its zero padding? Nominal GFLOP/s of each of the three
-    ops, 'SAME' on the image against 'VALID' on the image with its padding made explicit
-    (the same output and the same nominal MACs, every tap executed).
-
-    Returns:
-      {"SAME" | "VALID": {"fwd" | "bwd_input" | "bwd_filter": nominal GFLOP/s (median)}}.
-    """
-    x = _normal([batch, resolution, resolution, c_in], 0)
-    # Variables: every iteration reads them again, so no op is loop-invariant.
-    w = tf.Variable(_normal([3, 3, c_in, c_out], 1))
-    dy = tf.Variable(_normal([batch, resolution, resolution, c_out], 2))
-    nominal = 2 * batch * resolution * resolution * 9 * c_in * c_out
-    out = {}
-    for padding, image in (("SAME", x), ("VALID", tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]))):
-        image = tf.Variable(image)
-        ops = {"fwd": lambda: tf.nn.conv2d(image, w, 1, padding),
-               "bwd_input": lambda: tf.raw_ops.Conv2DBackpropInput(
-                   input_sizes=image.shape, filter=w.read_value(), out_backprop=dy.read_value(), strides=[1, 1, 1, 1],
-                   padding=padding),
-               "bwd_filter": lambda: tf.raw_ops.Conv2DBackpropFilter(
-                   input=image.read_value(), filter_sizes=[3, 3, c_in, c_out], out_backprop=dy.read_value(),
-                   strides=[1, 1, 1, 1], padding=padding)}
-        out[padding] = {}
-        for name, op in ops.items():
-            iterations, timing = _time_loop(op, target_seconds, **timing_args)
-            out[padding][name] = nominal * iterations / timing["median"] / 1e9
-    return out
-
-
 def measure(repeats=5, budget_seconds=300.0, conv_shapes=CONV_SHAPES):
     """Every peak measurement; `conv_peak_gflops` is the best median over the conv shapes
     (executed FLOPs), `conv_peak_gflops_nominal` the best in nominal FLOPs."""
