@@ -21,6 +21,7 @@ progan-prepare reads are "sources" (progan_tf.data.sources).
 """
 import hashlib
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -264,3 +265,14 @@ def open_dataset(data_dir, num_channels=None, max_resolution=None, **options):
     if max_resolution is not None:
         dataset.check_resolution(max_resolution)
     return dataset
+
+
+def drop_in_background(box):
+    """Delete what the list `box` holds on a daemon thread; the caller must hold no other reference.
+
+    Deleting a tf.data iterator waits for its pipeline's threads, and one of them can sleep for
+    tens of seconds: demo runs sat idle for 20-25 s after their last tick, in that deletion
+    (py-spy: `RootDataset::Iterator::~Iterator` waiting on a thread of the pipeline). The run's
+    checkpoint and export need not wait for it, nor the next phase.
+    """
+    threading.Thread(target=box.clear, name="progan-drop-iterator", daemon=True).start()

@@ -107,3 +107,15 @@ def make_train_step(strategy, models, network, config, steps_per_call=None):
         return d_losses, g_losses
 
     return tf.function(train_steps)
+
+
+class NonFinite(Exception):
+    """A NaN or Inf in the losses or weights: the run restores its newest checkpoint and goes on."""
+
+
+def check_finite(models):
+    """Raise NonFinite if any weight of G, D or Gs is NaN or Inf."""
+    for part in ("G", "D", "Gs"):
+        variables = getattr(models, part).trainable_variables
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
+            raise NonFinite(f"non-finite weights in {part}")

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from progan_tf import export, networks, runs
+from progan_tf.data.pipeline import drop_in_background
 from progan_tf.errors import RunError
 from progan_tf.metrics import evaluate
 from progan_tf.training import checkpoint as ckpt
@@ -26,7 +27,7 @@ from progan_tf.training.adam import FusedAdam
 from progan_tf.training.distribute import make_strategy
 from progan_tf.training.config import check_resume, validate
 from progan_tf.training.snapshots import RunLog, progress_line
-from progan_tf.training.step import make_train_step
+from progan_tf.training.step import NonFinite, check_finite, make_train_step
 
 
 @dataclasses.dataclass
@@ -42,29 +43,6 @@ class PhaseModels:
     def checkpoint(self):
         return ckpt.make_checkpoint({"G": self.G, "D": self.D, "Gs": self.Gs},
                                     {"g_opt": self.g_opt, "d_opt": self.d_opt})
-
-
-class NonFinite(Exception):
-    """A NaN or Inf in the losses or weights: the run restores its newest checkpoint and goes on."""
-
-
-def check_finite(models):
-    """Raise NonFinite if any weight of G, D or Gs is NaN or Inf."""
-    for part in ("G", "D", "Gs"):
-        variables = getattr(models, part).trainable_variables
-        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
-            raise NonFinite(f"non-finite weights in {part}")
-
-
-def drop_in_background(box):
-    """Delete what the list `box` holds on a daemon thread; the caller must hold no other reference.
-
-    Deleting a tf.data iterator waits for its pipeline's threads, and one of them can sleep for
-    tens of seconds: demo runs sat idle for 20-25 s after their last tick, in that deletion
-    (py-spy: `RootDataset::Iterator::~Iterator` waiting on a thread of the pipeline). The run's
-    checkpoint and export need not wait for it, nor the next phase.
-    """
-    threading.Thread(target=box.clear, name="progan-drop-iterator", daemon=True).start()
 
 
 @dataclasses.dataclass
