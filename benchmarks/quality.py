@@ -15,6 +15,8 @@ runs/ (not in git). The headline rows' seeds are interleaved, so an interrupted 
 
   python benchmarks/quality.py                                  # the whole table: hours, one run at a time
   python benchmarks/quality.py --rows=full,nogrowing --seeds=0,1,2
+  python benchmarks/quality.py --rows=full,nogrowing --out=benchmarks/quality/kimg100 \
+      --base_extra=--total_kimg=100,--fade_kimg=5,--stable_kimg=5,--g_ema_kimg=5
   python benchmarks/quality.py --rows=preset --preset=configs/cpu_quality.flags --out=benchmarks/quality/preset
 """
 import json
@@ -47,6 +49,8 @@ HEADLINE = ("full", "nogrowing")
 flags.DEFINE_list("rows", DEFAULT_ROWS, f"Rows to train: {', '.join(ROWS)}, or preset (with --preset).")
 flags.DEFINE_list("seeds", ["0"], "Seeds of every row.")
 flags.DEFINE_list("seeds_headline", ["0", "1", "2"], "Seeds of the rows full and nogrowing.")
+flags.DEFINE_list("base_extra", [], "Flags appended to the table's common configuration, e.g. a longer budget: "
+                  "--base_extra=--total_kimg=100,--fade_kimg=5,--stable_kimg=5,--g_ema_kimg=5 (use its own --out).")
 flags.DEFINE_string("preset", "", "A flagfile to train as the row 'preset' instead of the table's configuration.")
 flags.DEFINE_string("out", os.path.join(REPO, "benchmarks", "quality"), "Output directory.")
 flags.DEFINE_string("data", os.path.join(REPO, "datasets", "emoji"), "Prepared train split (made if missing).")
@@ -148,7 +152,7 @@ def train_row(row, seed):
     path = os.path.join(run_dir, "quality.json")
     if not os.path.exists(path):
         shutil.rmtree(run_dir, ignore_errors=True)
-        options = ([f"--flagfile={FLAGS.preset}"] if row == "preset" else BASE + ROWS[row])
+        options = ([f"--flagfile={FLAGS.preset}"] if row == "preset" else BASE + FLAGS.base_extra + ROWS[row])
         if "--noema" in options:  # no average to set: progan-train refuses --g_ema_* with --noema
             options = [o for o in options if not o.startswith("--g_ema")]
         command = [sys.executable, os.path.abspath(__file__), f"--worker={row}:{seed}", *options, f"--seed={seed}",
