@@ -148,27 +148,28 @@ def test_a_phase_of_a_measured_resolution_scales_its_measured_sibling():
 def test_a_shape_probe_reports_its_fastest_window(monkeypatch):
     """A slow spell of the machine during the probes (here: the first 24 timed convs, about four windows of
     the eight) does not count: each shape's fastest window does, and the shapes' windows alternate, so the
-    spell cannot take all of one shape's."""
-    import time
+    spell cannot take all of one shape's. The clock is simulated: each conv advances it by 4 ms in the spell
+    and 1 ms after it, so a busy test machine cannot change the result."""
+    import types
     import tensorflow as tf
     from progan_tf.bench import peak
-    calls = []
+    clock = [0.0]
 
-    def slow_spell():
-        calls.append(1)  # two shapes, two untimed calls each (trace, calibration): the windows begin at call 5
-        time.sleep(0.004 if len(calls) <= 4 + 24 else 0.001)
+    def conv_time():
+        clock.append(clock[-1] + (0.004 if len(clock) <= 4 + 24 else 0.001))  # calls 1-4: trace, calibration
         return np.float32(0)
 
-    def conv(x, w, dy):  # traced once; the sleep runs on every iteration through numpy_function
-        return tf.numpy_function(slow_spell, [], tf.float32) + tf.reduce_sum(w) * 0
+    def conv(x, w, dy):  # traced once; conv_time runs on every iteration through numpy_function
+        return tf.numpy_function(conv_time, [], tf.float32) + tf.reduce_sum(w) * 0
 
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: clock[-1]))
     monkeypatch.setattr(peak, "conv_fwd_bwd", conv)
     monkeypatch.setattr(peak, "conv_fwd_bwd_flops", lambda *shape: 1.0)
     monkeypatch.setattr(progress, "_SHAPE_RATES", {})
     keys = [(1, 8, 1, 1), (1, 8, 2, 2)]
     rates = progress.probe_shapes(keys, seconds=0.12)
     for key in keys:
-        assert 0.001 <= 1 / rates[key] < 0.002  # the unslowed time per conv, not the spell's 0.004 s
+        assert 1 / rates[key] == pytest.approx(0.001)  # the unslowed time per conv, not the spell's 0.004 s
 
 
 def test_a_short_run_gets_a_short_probe():
