@@ -162,7 +162,9 @@ def test_a_shape_probe_reports_its_fastest_window(monkeypatch):
     def conv(x, w, dy):  # traced once; conv_time runs on every iteration through numpy_function
         return tf.numpy_function(conv_time, [], tf.float32) + tf.reduce_sum(w) * 0
 
-    monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: clock[-1]))
+    simulated = types.SimpleNamespace(perf_counter=lambda: clock[-1])
+    monkeypatch.setattr(progress, "time", simulated)
+    monkeypatch.setattr(peak, "time", simulated)  # its loop_window sizes the windows
     monkeypatch.setattr(peak, "conv_fwd_bwd", conv)
     monkeypatch.setattr(peak, "conv_fwd_bwd_flops", lambda *shape: 1.0)
     monkeypatch.setattr(progress, "_SHAPE_RATES", {})

@@ -139,11 +139,11 @@ def matmul_peak(n=4096, iterations=4, **timing_args):
                                                                                  **timing_args))}
 
 
-def _time_loop(op, target_seconds, **timing_args):
-    """Time `op()` run in an in-graph loop of about `target_seconds` per window.
+def loop_window(op, target_seconds):
+    """`op()` in an in-graph loop (no Python dispatch between iterations) of about `target_seconds`.
 
     Returns:
-      (iterations per window, the `timed_windows` result).
+      (iterations per window, a function that runs one window and blocks until it is done).
     """
     @tf.function
     def window(iterations):
@@ -158,8 +158,18 @@ def _time_loop(op, target_seconds, **timing_args):
     window(one).numpy()
     iterations = max(1, int(target_seconds / max(time.perf_counter() - start, 1e-6)))
     n = tf.constant(iterations)
-    window(n).numpy()
-    return iterations, timed_windows(lambda: window(n).numpy(), **timing_args)
+    return iterations, lambda: window(n).numpy()
+
+
+def _time_loop(op, target_seconds, **timing_args):
+    """Time `op()` run in an in-graph loop of about `target_seconds` per window.
+
+    Returns:
+      (iterations per window, the `timed_windows` result).
+    """
+    iterations, run_window = loop_window(op, target_seconds)
+    run_window()
+    return iterations, timed_windows(run_window, **timing_args)
 
 
 def conv_fwd_bwd(x, w, dy):

@@ -54,30 +54,21 @@ _SHAPE_RATES = {}
 
 def _conv_window(batch, side, c_in, c_out, seconds):
     """A function timing one window of about `seconds` of 3x3 conv forward + backward passes of this
-    shape, run in an in-graph loop (no Python dispatch between the convs, as in a step); and the
-    FLOPs of one window."""
+    shape in `peak.loop_window`'s in-graph loop; and the FLOPs of one window."""
     import tensorflow as tf
     from progan_tf.bench import peak
     rng = np.random.default_rng(0)  # no TF random op: --deterministic refuses unseeded ones
     # Variables: read again in every iteration, so the loop cannot hoist the conv out as loop-invariant.
     x, w, dy = (tf.Variable(rng.standard_normal(shape, np.float32)) for shape in
                 ([batch, side, side, c_in], [3, 3, c_in, c_out], [batch, side, side, c_out]))
+    iterations, run_window = peak.loop_window(lambda: peak.conv_fwd_bwd(x, w, dy), seconds)
 
-    @tf.function
-    def window(iterations):
-        total = tf.zeros([])
-        for _ in tf.range(iterations):
-            total += tf.reshape(peak.conv_fwd_bwd(x, w, dy), [-1])[0]
-        return total
-
-    def timed(iterations):
+    def timed():
         began = time.perf_counter()
-        window(tf.constant(iterations)).numpy()
+        run_window()
         return time.perf_counter() - began
 
-    timed(1)  # trace and warm up
-    iterations = max(1, int(seconds / max(timed(1), 1e-6)))
-    return lambda: timed(iterations), iterations * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out)
+    return timed, iterations * peak.conv_fwd_bwd_flops(batch, side, c_in, c_out)
 
 
 def probe_shapes(keys, seconds=PROBE_SECONDS):
