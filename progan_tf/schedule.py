@@ -55,25 +55,27 @@ class Schedule:
       start_resolution: first trained resolution (4 in the paper).
       growing: False is the ablation "no growing": one stable phase at max_resolution from
         the start, with the image budget of the progressive schedule (--nogrowing).
+      batch_sizes: resolution -> global batch; missing resolutions use `default_batch`.
+      default_batch: batch for resolutions not in `batch_sizes`.
+      learning_rates: resolution -> Adam learning rate; missing resolutions use `learning_rate`.
+      learning_rate: Adam learning rate (0.001).
       fade_kimg: thousands of images per fade phase (600).
       stable_kimg: thousands of images per stable phase (600).
       total_kimg: thousands of images in all; the last stable phase absorbs the
         remainder (12 000 for 1024x1024). None: every phase has its normal length.
-      batch_sizes: resolution -> global batch; missing resolutions use `default_batch`.
-      learning_rates: resolution -> Adam learning rate; missing resolutions use `learning_rate`.
-      default_batch: batch for resolutions not in `batch_sizes`.
-      learning_rate: Adam learning rate (0.001).
     """
     max_resolution: int = 1024
     start_resolution: int = 4
     growing: bool = True
+    # Per resolution: batch and learning rate.
+    batch_sizes: tuple = tuple(sorted(DEFAULT_BATCH.items()))
+    default_batch: int = 16
+    learning_rates: tuple = tuple(sorted(DEFAULT_LR.items()))
+    learning_rate: float = 0.001
+    # Phase lengths.
     fade_kimg: float = 600
     stable_kimg: float = 600
     total_kimg: float = 12000
-    batch_sizes: tuple = tuple(sorted(DEFAULT_BATCH.items()))
-    learning_rates: tuple = tuple(sorted(DEFAULT_LR.items()))
-    default_batch: int = 16
-    learning_rate: float = 0.001
 
     def __post_init__(self):
         for name in ("batch_sizes", "learning_rates"):  # accept dicts, store hashable tuples
