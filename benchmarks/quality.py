@@ -93,8 +93,8 @@ class Evaluator:
         factor = self.network.resolution // images.shape[1]
         return to_uint8(np.repeat(np.repeat(images, factor, axis=1), factor, axis=2))
 
-    def __call__(self, models, images_seen):
-        if images_seen < self.next:
+    def __call__(self, models, images_seen, final=False):
+        if images_seen < self.next and not (final and images_seen > self.points[-1]["kimg"] * 1000):
             return
         began, began_cpu = time.time(), time.process_time()
         result = score(self.generate(models.Gs), self.reals)
@@ -120,6 +120,7 @@ def run_worker(spec):
     run.train()
     if run.stop_requested:  # Ctrl-C or SIGTERM: a shorter run is no row of the table
         sys.exit(f"quality.py: {spec} stopped before the end of its schedule; not scored")
+    evaluator(run.models, run.result["images_seen"], final=True)  # ticks need not fall on the last image
     fakes = evaluator.generate(run.models.Gs)
     rng = np.random.default_rng(0)
     pairs = rng.integers(len(fakes), size=(2, 2000))
