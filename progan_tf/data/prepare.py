@@ -6,18 +6,17 @@ is written into a hidden `.<name>.partial-<pid>` directory beside the target; th
 manifest is its last file and the directory is renamed into place only when complete,
 so a reader never accepts an interrupted dataset.
 """
+import contextlib
 import hashlib
 import itertools
 import math
-import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
 
 import numpy as np
 
+from progan_tf.data.ordered_pool import ordered_map
 from progan_tf.data.sources import BadImage, SourceError, fit_square, open_image_source
 from progan_tf.data.tfrecord import DatasetWriter, check_target, encode_example, pyramid, resolutions_up_to
 from progan_tf.resolutions import is_resolution
@@ -109,12 +108,9 @@ def prepare_from_spec(spec, out_dir, dry_run=False, source_options=None, **optio
 _WORK = None  # (source, resolution, crop, allow_upscale, keep_labels) in each worker
 
 
-def _init_worker(work, in_pool=False):
+def _init_worker(work):
     global _WORK
     _WORK = work
-    if in_pool:  # the parent handles Ctrl-C and SIGTERM and ends the pool itself
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _encode(item):
@@ -128,32 +124,6 @@ def _encode(item):
         return name, None, str(e)
     label = (-1 if label is None else label) if keep_labels else None  # -1: no class (e.g. a root file)
     return name, {r: encode_example(level, label) for r, level in pyramid(top).items()}, None
-
-
-def _make_pool(workers, work):
-    """A process pool whose workers never fork from this (multi-threaded: TensorFlow, tqdm) process.
-
-    A plain fork can copy a lock another thread holds and hang the child; the forkserver
-    imports this module once in a clean process and forks the workers from there.
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-    else:
-        context = multiprocessing.get_context("spawn")
-    return context.Pool(workers, initializer=_init_worker, initargs=(work, True))
-
-
-def _bounded(items, slots, stop):
-    """Yield items only while `slots` allows: keeps a streaming source from flooding the task queue.
-
-    Runs in the pool's task thread; `stop` (with slots released) ends it, so the pool can be terminated.
-    """
-    for item in items:
-        slots.acquire()
-        if stop.is_set():
-            return
-        yield item
 
 
 def plan_dataset(source, max_resolution=0, crop="center", allow_upscale=False, num_images=0, shards=0,
@@ -265,19 +235,15 @@ def _encode_all(items, work, workers, writer, progress, total):
     """
     from tqdm import tqdm
 
-    skipped, duplicates, seen, pool = [], [], {}, None
-    slots, stop = threading.Semaphore(workers * 32), threading.Event()
-    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, mininterval=1.0, smoothing=0.1)
-    try:
-        if workers == 1:
-            _init_worker(work)
-            results = map(_encode, items)
-        else:
-            pool = _make_pool(workers, work)
-            results = pool.imap(_encode, _bounded(items, slots, stop), chunksize=8)  # ordered: deterministic
+    skipped, duplicates, seen = [], [], {}
+    if workers == 1:
+        _init_worker(work)
+        results = (_encode(item) for item in items)
+    else:  # ordered: deterministic
+        results = ordered_map(_encode, items, workers, _init_worker, (work,))
+    with contextlib.closing(results), tqdm(total=total, unit="img", file=sys.stderr, disable=not progress,
+                                           mininterval=1.0, smoothing=0.1) as bar:  # closing ends the workers
         for name, records, reason in results:
-            if pool is not None:
-                slots.release()
             if reason:
                 skipped.append({"item": name, "reason": reason})
                 if progress:
@@ -289,11 +255,4 @@ def _encode_all(items, work, workers, writer, progress, total):
                 seen.setdefault(digest, name)
                 writer.add(records)
             bar.update(1)
-        return skipped, duplicates
-    finally:
-        bar.close()
-        if pool is not None:
-            stop.set()
-            slots.release(workers * 32 + 1)  # wake the task thread if it waits for a slot
-            pool.terminate()
-            pool.join()
+    return skipped, duplicates
