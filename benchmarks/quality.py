@@ -254,13 +254,15 @@ def main(argv):
               f"({(time.time() - began) / 60:.1f} min with evaluation)", flush=True)
     results.sort(key=lambda r: (FLAGS.rows.index(r["row"]), r["seed"]))  # table rows in --rows order
     from progan_tf.data.pipeline import PreparedDataset
-    reals = heldout_images(32)
-    train_images = PreparedDataset(FLAGS.data).level(32)
+    resolution = results[0]["final"]["resolution"]  # the runs' (--base_extra may change it; --data must reach it)
+    reals = heldout_images(resolution)
+    train_images = PreparedDataset(FLAGS.data).level(resolution)
     floor = score(train_images[np.random.default_rng(0).choice(len(train_images), len(reals), replace=False)], reals)
     markdown = table(results, floor)
+    extra = f" --base_extra={','.join(FLAGS.base_extra)}" if FLAGS.base_extra else ""
     with open(os.path.join(FLAGS.out, "quality.md"), "w", encoding="utf-8") as f:
-        f.write(f"# Quality on held-out emoji ({len(reals)} test images, 32x32)\n\n"
-                f"`python benchmarks/quality.py --rows={','.join(FLAGS.rows)}`\n\n{markdown}\n\n"
+        f.write(f"# Quality on held-out emoji ({len(reals)} test images, {resolution}x{resolution})\n\n"
+                f"`python benchmarks/quality.py --rows={','.join(FLAGS.rows)}{extra}`\n\n{markdown}\n\n"
                 "![SWD against training time](swd_vs_time.png)\n")
     with open(os.path.join(FLAGS.out, "quality.json"), "w", encoding="utf-8") as f:
         json.dump({"floor": floor, "runs": results}, f, indent=2)
