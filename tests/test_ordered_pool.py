@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -34,10 +35,12 @@ def _items_that_break(n):
 
 
 def _no_workers_left():
+    """No worker process and no feeder thread, within 10 s."""
+    busy = lambda: multiprocessing.active_children() or any("feeder" in t.name for t in threading.enumerate())
     deadline = time.time() + 10
-    while multiprocessing.active_children() and time.time() < deadline:
+    while busy() and time.time() < deadline:
         time.sleep(0.05)
-    return not multiprocessing.active_children()
+    return not busy()
 
 
 def test_results_keep_the_input_order_across_workers_and_chunks():

@@ -60,10 +60,11 @@ def ordered_map(func, items, workers, initializer, initargs=(), chunk=8, depth=4
             proc.kill()
         for proc in procs:
             proc.join()
-        for task_write, result_read in links:  # a feeder blocked in send sees a broken pipe
-            task_write.close()
-            result_read.close()
-        feeder.join(timeout=10)
+        feeder.join(timeout=10)  # a send to a dead worker fails at once; `stop` ends the rest
+        if not feeder.is_alive():  # else a slow source still holds it: closing could redirect its last send
+            for task_write, result_read in links:
+                task_write.close()
+                result_read.close()
 
 
 def _context(preload):
