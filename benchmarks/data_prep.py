@@ -14,7 +14,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from progan_tf.data import sources, tfrecord
+from progan_tf.data import prepare, sources
 
 flags.DEFINE_integer("num_images", 512, "JPEGs to generate and prepare.")
 flags.DEFINE_integer("resolution", 256, "Side of the generated JPEGs (and the prepared maximum).")
@@ -46,8 +46,8 @@ def main(argv):
         for workers in map(int, FLAGS.workers):
             out_dir = os.path.join(tmp, f"prepared_{workers}")
             begin = time.perf_counter()
-            manifest = tfrecord.prepare_dataset(source, out_dir, max_resolution=FLAGS.resolution, workers=workers,
-                                                progress=False)
+            manifest = prepare.prepare_dataset(source, out_dir, max_resolution=FLAGS.resolution, workers=workers,
+                                               progress=False)
             seconds = time.perf_counter() - begin
             rows.append({"workers": workers or "auto", "images": manifest["num_images"],
                          "seconds": round(seconds, 2), "images_per_second": round(manifest["num_images"] / seconds, 1),
