@@ -12,6 +12,7 @@ overlaps with encoding); at most `depth` chunks per worker are in flight.
 """
 import itertools
 import multiprocessing
+import pickle
 import signal
 import threading
 
@@ -137,8 +138,6 @@ def _work(func, initializer, initargs, task_read, result_write):
 
 
 def _picklable(error):
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(error))
         return error
