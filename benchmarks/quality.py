@@ -11,7 +11,8 @@ training images. Evaluation time is not counted as training time.
 Writes benchmarks/quality/ (--out): quality.md (the table), quality.json, results/<row>_seed<s>.json (each
 finished run's scores; kept in git, so a finished run is never trained again, even on a new machine),
 grids/<row>_seed<s>.png (the last sample grid of each run) and swd_vs_time.png. The runs themselves go to
-runs/ (not in git). The headline rows' seeds are interleaved, so an interrupted table has both rows.
+runs/ (not in git). The headline rows' seeds are interleaved, so an interrupted table has both rows. A row's
+kept results for seeds not asked for join the table too: it shows every seed measured.
 
   python benchmarks/quality.py                                  # the whole table: hours, one run at a time
   python benchmarks/quality.py --rows=full,nogrowing --seeds=0,1,2
@@ -124,7 +125,8 @@ def run_worker(spec):
     fakes = evaluator.generate(run.models.Gs)
     rng = np.random.default_rng(0)
     pairs = rng.integers(len(fakes), size=(2, 2000))
-    result = {"row": row, "seed": int(seed), "cores": len(os.sched_getaffinity(0)), "points": evaluator.points, "final": evaluator.points[-1],
+    result = {"row": row, "seed": int(seed), "cores": len(os.sched_getaffinity(0)), "points": evaluator.points,
+              "final": evaluator.points[-1],
               "train_seconds": evaluator.points[-1]["train_seconds"],
               "cpu_seconds": evaluator.points[-1]["cpu_seconds"],
               "MSSSIM": float(np.mean(ms_ssim.ms_ssim_pairs(fakes[pairs[0]], fakes[pairs[1]]))),
@@ -140,7 +142,8 @@ def cpu_model():
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
-    return f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    name, family, model = (fields.get(key, "?") for key in ("model name", "cpu family", "model"))
+    return f"{name} (family {family}, model {model})"
 
 
 def train_row(row, seed):
@@ -174,11 +177,21 @@ def train_row(row, seed):
     return result
 
 
+def kept_seeds(row):
+    """Seeds of the row whose results are kept in --out/results."""
+    prefix = f"{row}_seed"
+    folder = os.path.join(FLAGS.out, "results")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(int(n[len(prefix):-5]) for n in names if n.startswith(prefix) and n[len(prefix):-5].isdigit())
+
+
 def plan(rows):
-    """(row, seed) in training order: the headline rows' seeds alternate, then the other rows."""
+    """(row, seed) in training order: the headline rows' seeds alternate, then the other rows. Seeds kept from
+    earlier runs join their rows (nothing is trained for them), so the table shows every seed measured."""
     headline = [r for r in rows if r in HEADLINE]
     order = [(row, int(seed)) for seed in FLAGS.seeds_headline for row in headline]
-    return order + [(row, int(seed)) for row in rows if row not in HEADLINE for seed in FLAGS.seeds]
+    order += [(row, int(seed)) for row in rows if row not in HEADLINE for seed in FLAGS.seeds]
+    return order + [(row, seed) for row in rows for seed in kept_seeds(row) if (row, seed) not in order]
 
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
