@@ -20,8 +20,10 @@ kept results for seeds not asked for join the table too: it shows every seed mea
       --base_extra=--total_kimg=100,--fade_kimg=5,--stable_kimg=5,--g_ema_kimg=5
   python benchmarks/quality.py --rows=preset --preset=configs/cpu_quality.flags --out=benchmarks/quality/preset
 """
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -146,10 +148,15 @@ def cpu_model():
     return f"{name} (family {family}, model {model})"
 
 
+def kept_path(row, seed):
+    """Where a finished run's scores are kept (in git)."""
+    return os.path.join(FLAGS.out, "results", f"{row}_seed{seed}.json")
+
+
 def train_row(row, seed):
     """One run in a fresh process; returns its result dict (reused if the run finished before)."""
     run_dir = os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}")
-    kept = os.path.join(FLAGS.out, "results", f"{row}_seed{seed}.json")
+    kept = kept_path(row, seed)
     if os.path.exists(kept):
         with open(kept, encoding="utf-8") as f:
             return json.load(f)
@@ -179,10 +186,9 @@ def train_row(row, seed):
 
 def kept_seeds(row):
     """Seeds of the row whose results are kept in --out/results."""
-    prefix = f"{row}_seed"
-    folder = os.path.join(FLAGS.out, "results")
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    return sorted(int(n[len(prefix):-5]) for n in names if n.startswith(prefix) and n[len(prefix):-5].isdigit())
+    pattern = re.compile(rf"{re.escape(row)}_seed(\d+)\.json")
+    matches = (pattern.fullmatch(os.path.basename(path)) for path in glob.glob(kept_path(row, "*")))
+    return sorted(int(m.group(1)) for m in matches if m)
 
 
 def plan(rows):
