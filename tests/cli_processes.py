@@ -1,7 +1,10 @@
 """The console scripts as subprocesses, and the tiny export they read, for the tests of cli/."""
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import textwrap
 
 from progan_tf import export
 from test_export import TINY, tiny_generator
@@ -29,3 +32,58 @@ def tiny_export(root):
     base = root / "models" / "tiny"
     export.export_generator(gs, TINY, base / "1", {"images_seen": 5000})
     return gs, base
+
+
+FORK = textwrap.dedent("""
+    import json, os, runpy, sys, traceback
+    import progan_tf  # noqa: F401 (TensorFlow, imported once for every command below)
+
+    codes = {}
+    for name, job in json.load(sys.stdin).items():
+        pid = os.fork()
+        if pid:
+            codes[name] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            continue
+        os.chdir(job["cwd"])
+        for fd, path in ((1, job["out"]), (2, job["err"])):
+            opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(opened, fd)
+            os.close(opened)
+        sys.argv = ["progan-" + job["tool"], *job["args"]]
+        try:
+            runpy.run_module("progan_tf.cli." + job["tool"], run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as e:  # as Python itself turns it into an exit code
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    print(json.dumps(codes))
+""")
+
+
+def forked(jobs, cwd, timeout=180):
+    """Run console scripts that stop before any real work (misuse, an unusable run, a full disk) one after
+    the other, each a fork of one process that imported TensorFlow once: an import costs about 4 s of CPU,
+    the rest of such a run little.
+
+    Args:
+      jobs: {name: (tool, [flags])}, e.g. {"bad_port": ("serve", ["--port=eighty"])}.
+      cwd: the directory each runs in.
+
+    Returns:
+      {name: (exit code, stdout, stderr)}.
+    """
+    with tempfile.TemporaryDirectory() as logs:
+        spec = {name: {"tool": tool, "args": list(args), "cwd": str(cwd), "out": os.path.join(logs, f"{i}.out"),
+                       "err": os.path.join(logs, f"{i}.err")} for i, (name, (tool, args)) in enumerate(jobs.items())}
+        done = subprocess.run([sys.executable, "-c", FORK], input=json.dumps(spec), env=NO_PROXY_ENV,
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        codes = json.loads(done.stdout.strip().splitlines()[-1])
+        return {name: (codes[name], open(job["out"]).read(), open(job["err"]).read()) for name, job in spec.items()}

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cli_processes import cli, result, tiny_export
+from cli_processes import forked, tiny_export
 from conftest import REPO
 
 # script module -> a flag of its own that --help must list
@@ -19,10 +19,12 @@ def _quiet_env():
 
 @pytest.fixture(scope="module")
 def helps():
-    procs = {name: subprocess.Popen([sys.executable, "-m", f"progan_tf.cli.{name}", "--help"], cwd=REPO,
-                                    env=_quiet_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in SCRIPTS}
-    return {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+    """progan-train --help as a process of its own, whose TensorFlow start-up must print nothing;
+    the others' as forks of one process (the start-up is the package's, the same for every script)."""
+    train = subprocess.run([sys.executable, "-m", "progan_tf.cli.train", "--help"], cwd=REPO, env=_quiet_env(),
+                           capture_output=True, text=True, timeout=180)
+    return {"train": (train.returncode, train.stdout, train.stderr),
+            **forked({name: (name, ["--help"]) for name in SCRIPTS if name != "train"}, REPO)}
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
@@ -45,9 +47,8 @@ def test_help_into_a_closed_pipe_exits_0_without_a_traceback():
     assert proc.stderr.read() == ""
 
 
-def test_train_help_groups_the_config_fields():
-    out = subprocess.run([sys.executable, "-m", "progan_tf.cli.train", "--help"], cwd=REPO, env=_quiet_env(),
-                         capture_output=True, text=True, timeout=180).stdout
+def test_train_help_groups_the_config_fields(helps):
+    out = helps["train"][1]
     groups = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert groups[-4:] == ["Data and devices", "Network", "Schedule", "Training"]
     assert "--fmap_base: Feature-map count numerator" in out or "--fmap_base: feature-map count numerator" in out
@@ -62,22 +63,19 @@ def test_import_without_tensorflow_names_the_extras():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """progan-generate, progan-export and progan-serve, each given one bad flag, run concurrently."""
+def misuses(tmp_path_factory):
+    """progan-generate, progan-export and progan-serve, each given one bad flag."""
     root = tmp_path_factory.mktemp("cli")
     _, base = tiny_export(root)
-    processes = {
-        "bad_generate": cli("generate", f"--model={base}", "--frames_per_seed=0"),
-        "bad_export": cli("export", f"--run_dir={root / 'missing'}"),
-        "bad_serve": cli("serve", f"--model_base_path={base}", "--port=eighty"),
-    }
-    return {"done": {name: result(process) for name, process in processes.items()}}
+    return forked({"bad_generate": ("generate", [f"--model={base}", "--frames_per_seed=0"]),
+                   "bad_export": ("export", [f"--run_dir={root / 'missing'}"]),
+                   "bad_serve": ("serve", [f"--model_base_path={base}", "--port=eighty"])}, root)
 
 
 @pytest.mark.parametrize("name, flag", [("bad_generate", "--frames_per_seed"), ("bad_export", "--run_dir"),
                                         ("bad_serve", "--port")])
-def test_misuse_exits_2_with_one_line_naming_the_flag(runs, name, flag):
-    code, out, err = runs["done"][name]
+def test_misuse_exits_2_with_one_line_naming_the_flag(misuses, name, flag):
+    code, out, err = misuses[name]
     # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; ours is the one "progan-" line.
     ours = [line for line in err.splitlines() if line.startswith("progan-")]
     assert code == 2 and len(ours) == 1 and flag in ours[0], err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_processes import forked
 from conftest import REPO
 from progan_tf.data.pipeline import open_dataset
 
@@ -45,19 +46,19 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
         "crop": (["--source=synthetic", "--name=x", "--crop=diagonal"], "--crop='diagonal' is unknown"),
         "not_int": (["--source=synthetic", "--name=x", "--workers=many"], "workers"),
     }
-    procs = {name: _prepare(args, tmp_path) for name, (args, _) in misuses.items()}
-    dry = _prepare(["--source=small", "--name=x", "--dry_run"], tmp_path)
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2, (name, err[-2000:])
+    done = forked({name: ("prepare", ["--noprogress", *args])
+                   for name, (args, _) in {**misuses, "dry": (["--source=small", "--name=x", "--dry_run"], "")}.items()},
+                  tmp_path)
+    dry_code, plan, dry_err = done.pop("dry")
+    for name, (code, _, err) in done.items():
+        assert code == 2, (name, err[-2000:])
         errors = [line for line in err.splitlines() if line.startswith(f"{PROGRAM}: error:")]
         assert len(errors) == 1 and misuses[name][1] in errors[0], (name, err[-2000:])
     assert sorted(os.listdir(tmp_path / "datasets")) == ["taken"], "nothing may be written"
     for folder in ("datasets/taken", "foreign"):
         assert os.listdir(tmp_path / folder) == ["notes.txt"] and (tmp_path / folder / "notes.txt").read_text() == "keep"
-    out, err = dry.communicate(timeout=120)
-    assert dry.returncode == 0, err[-2000:]
-    plan = json.loads(out)
+    assert dry_code == 0, dry_err[-2000:]
+    plan = json.loads(plan)
     assert (plan["max_resolution"], plan["num_images"], plan["out_dir"]) == (8, 2, "datasets/x")
 
 

@@ -3,14 +3,12 @@ import base64
 import io
 import json
 import socket
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 from PIL import Image
 
-from cli_processes import NO_PROXY_ENV, cli, tiny_export
+from cli_processes import cli, forked, tiny_export
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +42,10 @@ def test_busy_port_and_bad_host_end_in_one_line_and_exit_1(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        processes = {flag: subprocess.Popen(
-            [sys.executable, "-m", "progan_tf.cli.serve", f"--model_base_path={tmp_path}", *flags],
-            env={**NO_PROXY_ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True) for flag, flags in [("--port", [f"--port={busy.getsockname()[1]}"]),
-                                           ("--host", ["--host=::1", "--port=0"])]}  # ::1 is no IPv4 address
-        results = {flag: (*process.communicate(timeout=120), process.returncode) for flag, process in processes.items()}
-    for flag, (out, err, code) in results.items():
+        results = forked({flag: ("serve", [f"--model_base_path={tmp_path}", *flags])
+                          for flag, flags in [("--port", [f"--port={busy.getsockname()[1]}"]),
+                                              ("--host", ["--host=::1", "--port=0"])]}, tmp_path)  # ::1: not IPv4
+    for flag, (code, out, err) in results.items():
         # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; ours is the one "progan-" line.
         ours = [line for line in err.splitlines() if line.startswith("progan-serve")]
         assert code == 1 and len(ours) == 1 and flag in ours[0] and "Traceback" not in err, err

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_processes import forked
 from conftest import REPO
 from progan_tf import runs
 from tiny_runs import SCHEDULE
@@ -48,12 +49,11 @@ def _train(args, cwd):
 
 
 def test_each_misuse_exits_2_with_one_line(tmp_path):
-    procs = {name: _train(TINY + [f"--run_dir={tmp_path / name}"] + args, tmp_path)
-             for name, (args, _) in MISUSES.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
+    done = forked({name: ("train", TINY + [f"--run_dir={tmp_path / name}"] + args)
+                   for name, (args, _) in MISUSES.items()}, tmp_path)
+    for name, (code, out, err) in done.items():
         message = MISUSES[name][1]
-        assert proc.returncode == 2, (name, err[-2000:])
+        assert code == 2, (name, err[-2000:])
         errors = [line for line in err.splitlines() if line.startswith("progan-train: error:")]
         assert len(errors) == 1 and message in errors[0], (name, err[-2000:])
         assert not os.path.exists(tmp_path / name / "checkpoints"), "nothing may be written"
@@ -68,9 +68,8 @@ def test_tiny_cli_run_resumes_when_run_again_with_the_networks_it_started_with(t
     assert first.returncode == 0, err[-2000:]
     assert "done: 0.0 kimg at 8x8" in out  # 24 images: 4x4 stable (16) then into the 8x8 fade
     written = sorted(os.listdir(runs.checkpoint_dir(tmp_path / "run")))
-    clash = _train(args + ["--fused_downsample=8"], tmp_path)
-    out, err = clash.communicate(timeout=180)
-    assert clash.returncode == 2 and "started with different fused_downsample" in err, err[-2000:]
+    code, _, err = forked({"clash": ("train", args + ["--fused_downsample=8"])}, tmp_path)["clash"]
+    assert code == 2 and "started with different fused_downsample" in err, err[-2000:]
     assert sorted(os.listdir(runs.checkpoint_dir(tmp_path / "run"))) == written
     second = _train(args, tmp_path)
     out, err = second.communicate(timeout=180)
@@ -133,16 +132,17 @@ def test_training_on_a_prepared_dataset(tmp_path):
     data_dir = tmp_path / "datasets" / "synthetic"
     prepare_dataset(SyntheticSource(32, 8, seed=0), str(data_dir), max_resolution=8, workers=1, progress=False)
     ok = _train(TINY + [f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}"], tmp_path)
-    bad = _train(TINY + [f"--data_dir={data_dir}", "--num_channels=1", f"--run_dir={tmp_path / 'bad'}"], tmp_path)
-    big = _train(TINY + [f"--data_dir={data_dir}", "--resolution=16", "--batch_sizes=4:8,8:8,16:8",
-                         f"--run_dir={tmp_path / 'big'}"], tmp_path)
+    refused = forked({"bad": ("train", TINY + [f"--data_dir={data_dir}", "--num_channels=1",
+                                               f"--run_dir={tmp_path / 'bad'}"]),
+                      "big": ("train", TINY + [f"--data_dir={data_dir}", "--resolution=16", "--batch_sizes=4:8,8:8,16:8",
+                                               f"--run_dir={tmp_path / 'big'}"])}, tmp_path)
     out, err = ok.communicate(timeout=180)
     assert ok.returncode == 0, err[-2000:]
     assert "done: 0.0 kimg at 8x8" in out and (tmp_path / "run" / "final" / "saved_model.pb").exists()
-    for proc, message in ((bad, "has 3 channel(s) but --num_channels=1: use --num_channels=3"),
-                          (big, "--max_resolution=16")):
-        out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 2, err[-2000:]
+    for name, message in (("bad", "has 3 channel(s) but --num_channels=1: use --num_channels=3"),
+                          ("big", "--max_resolution=16")):
+        code, out, err = refused[name]
+        assert code == 2, err[-2000:]
         assert message in err.splitlines()[-1], err[-2000:]
 
 
@@ -231,12 +231,13 @@ def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(
         assert _cli(tmp_path, "train", *KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={run_dir}").returncode == 0
         assert _cli(tmp_path, "export", f"--run_dir={run_dir}", f"--export_base={models}").returncode == 0
         _fill(disk)
-        for program, args in (("prepare", [*prepare, "--overwrite", "--num_images=128"]),
-                              ("export", [f"--run_dir={run_dir}", f"--export_base={models}"]),
-                              ("train", [*KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={disk / 'run2'}"])):
-            result = _cli(tmp_path, program, *args)
-            assert result.returncode == 1 and "Traceback" not in result.stderr, (program, result.stderr[-2000:])
-            assert result.stderr.strip().count("\n") == 0 and "No space left on device" in result.stderr, program
+        full = forked({"prepare": ("prepare", [*prepare, "--overwrite", "--num_images=128"]),
+                       "export": ("export", [f"--run_dir={run_dir}", f"--export_base={models}"]),
+                       "train": ("train", [*KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={disk / 'run2'}"])},
+                      tmp_path)
+        for program, (code, _, err) in full.items():
+            assert code == 1 and "Traceback" not in err, (program, err[-2000:])
+            assert err.strip().count("\n") == 0 and "No space left on device" in err, program
         # What was there before is intact: the dataset, the export, the finished run.
         from progan_tf.data.pipeline import PreparedDataset
         assert (ds / "manifest.json").read_bytes() == manifest and PreparedDataset(str(ds)).level(8).shape[0] == 64

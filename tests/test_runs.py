@@ -2,11 +2,10 @@
 state.json is rebuilt, a run with no readable checkpoint is one line that rewrites nothing; and the same on
 state files alone."""
 import os
-import subprocess
-import sys
 
 import pytest
 
+from cli_processes import forked
 from progan_tf import runs
 from progan_tf.errors import RunError
 from tiny_runs import checkpoint_files, trainer
@@ -53,14 +52,13 @@ def test_no_usable_checkpoint_is_one_line_and_nothing_is_rewritten(tmp_path):
     assert sorted(os.listdir(runs.checkpoint_dir(str(tmp_path)))) == listing
     with pytest.raises(RunError, match="none of the 2 checkpoints"):
         runs.load_generator(str(tmp_path))
-    for tool, flag, extra in (("export", "--run_dir", f"--export_base={tmp_path / 'exp'}"),
-                              ("generate", "--model", f"--out_dir={tmp_path / 'out'}"),
-                              ("evaluate", "--model", "--num_images=8")):
-        result = subprocess.run([sys.executable, "-m", f"progan_tf.cli.{tool}", f"{flag}={tmp_path}", extra],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=180)
-        ours = [line for line in result.stderr.splitlines() if line.startswith("progan-")]
-        assert result.returncode == 1 and len(ours) == 1 and "checkpoints in" in ours[0], (tool, result.stderr[-2000:])
-        assert "Traceback" not in result.stderr
+    done = forked({"export": ("export", [f"--run_dir={tmp_path}", f"--export_base={tmp_path / 'exp'}"]),
+                   "generate": ("generate", [f"--model={tmp_path}", f"--out_dir={tmp_path / 'out'}"]),
+                   "evaluate": ("evaluate", [f"--model={tmp_path}", "--num_images=8"])}, tmp_path)
+    for tool, (code, _, err) in done.items():
+        ours = [line for line in err.splitlines() if line.startswith("progan-")]
+        assert code == 1 and len(ours) == 1 and "checkpoints in" in ours[0], (tool, err[-2000:])
+        assert "Traceback" not in err
 
 
 def _state(step, resolution=4):
