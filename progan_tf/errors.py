@@ -11,12 +11,8 @@ class RunError(RuntimeError):
 class ConfigError(ValueError):
     """One inconsistent or out-of-range option, as one line.
 
-    The message names options as `{field}` placeholders. `str(error)` writes the field
-    names (`batch_sizes`); `error.message(lambda field: f"--{field}")` writes flags instead.
-
-    Args:
-      template: the message, e.g. "{loss}={value!r} is unknown" (with extra values as kwargs).
-      **values: values the template formats besides the fields.
+    `template` names options as `{field}` placeholders, e.g. "{loss}={value!r} is unknown"; `values` fills the other
+    names. `str(error)` writes field names (`batch_sizes`); `error.message(lambda field: f"--{field}")` writes flags.
     """
 
     def __init__(self, template, **values):

@@ -1,7 +1,6 @@
 """Export the EMA generator (Gs) as a SavedModel for TF Serving, plus `generator.keras`.
 
-An export is one directory (a TF Serving version directory `<base>/<version>/`, or a
-run's `final/`) holding:
+An export is one directory (a TF Serving version directory `<base>/<version>/`, or a run's `final/`) holding:
 
   saved_model.pb, variables/   signatures that need no Python code to load:
       serving_default  latents float32 [N, latent_size] -> images    float32 [N, R, R, C] in [0, 1]
@@ -11,9 +10,8 @@ run's `final/`) holding:
   generator.keras              Gs itself (latents -> images in [-1, 1]) for
                                `keras.models.load_model` after `import progan_tf`
 
-The directory is assembled under a temporary name beside its destination and renamed
-into place when complete, so TF Serving (which polls for integer directory names)
-never loads half an export.
+The directory is assembled under a temporary name beside its destination and renamed into place when complete,
+so TF Serving (which polls for integer directory names) never loads half an export.
 """
 import json
 import os
@@ -36,18 +34,10 @@ _LATENT_STREAM = 0x5EED
 
 
 def seed_latents(seeds, latent_size):
-    """One standard-normal latent per seed, a pure function of (seed, latent_size).
+    """int64 seeds [N] -> float32 standard-normal latents [N, latent_size]; row i is a pure function of seeds[i].
 
-    The Philox algorithm is named explicitly: the default "auto" choice may differ
-    between CPU and GPU, and the exported `generate` signature must give every seed
-    the same image on any machine.
-
-    Args:
-      seeds: int64 tensor or array [N].
-      latent_size: length of each latent.
-
-    Returns:
-      float32 tensor [N, latent_size]; row i depends only on seeds[i].
+    Philox is named explicitly: the default "auto" choice may differ between CPU and GPU, and the exported
+    `generate` signature must give every seed the same image on any machine.
     """
     seeds = tf.convert_to_tensor(seeds, tf.int64)
 
@@ -90,25 +80,12 @@ class _ServingModule(tf.Module):
 
 
 def export_generator(gs, network_config, export_dir, metadata, overwrite=False):
-    """Write Gs as a SavedModel with three signatures and `generator.keras` into `export_dir`.
+    """Write Gs as a SavedModel with three signatures and `generator.keras` into `export_dir`; returns its abspath.
 
-    Args:
-      gs: generator keras.Model, latents [N, latent_size] -> images [N, R, R, C]; a fading one
-        is exported at its current alpha (which the SavedModel and generator.keras keep).
-      network_config: the NetworkConfig Gs was built from.
-      export_dir: directory to create (e.g. `export/models/<name>/<version>` or
-        `runs/<name>/final`); its parent is created if needed.
-      metadata: JSON-serialisable dict stored in assets/metadata.json beside the
-        fields derived from Gs (e.g. {"images_seen": ..., "run_dir": ...}).
-      overwrite: replace an existing `export_dir` (the old one is removed only after
-        the new one is complete).
-
-    Returns:
-      The absolute path of `export_dir`.
-
-    Raises:
-      FileExistsError: `export_dir` exists and `overwrite` is False.
-      ValueError: Gs does not match `network_config`.
+    A fading Gs is exported at its current alpha. `export_dir` is e.g. `export/models/<name>/<version>` or
+    `runs/<name>/final` (parent created if needed); with `overwrite` an existing one is removed only after the new
+    one is complete, else FileExistsError. `metadata` (JSON-serialisable, e.g. {"images_seen": ..., "run_dir": ...})
+    goes into assets/metadata.json beside the fields derived from Gs. ValueError if Gs does not match network_config.
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
@@ -176,22 +153,12 @@ def versions(export_base):
 
 
 def export_run(run_dir, export_base, version=None, resolution=None):
-    """Export the Gs of a run's newest checkpoint as `<export_base>/<version>/`.
+    """Export the Gs of a run's newest checkpoint as `<export_base>/<version>/`; returns its absolute path.
 
-    Args:
-      run_dir: run directory written by the trainer.
-      export_base: model base path (TF Serving's `base_path`), created if missing.
-      version: integer version; default one more than the highest existing version (or 1).
-      resolution: None for the network the checkpoint trains, at its alpha (mid-fade: the
-        fading network, as the training grids show it); or one of `runs.resolutions_held(state)`
-        for that stage's stable network.
-
-    Returns:
-      The absolute path of the version directory.
-
-    Raises:
-      FileNotFoundError: the run has no checkpoint.
-      FileExistsError: the version exists already.
+    `export_base` is TF Serving's `base_path` (created if missing); `version` defaults to the highest existing + 1
+    (or 1). `resolution` None: the network the checkpoint trains, at its alpha (mid-fade: the fading network, as
+    the training grids show it); or one of `runs.resolutions_held(state)` for that stage's stable network.
+    RunError if the run has no readable checkpoint (see `runs.load_generator`), FileExistsError if the version exists.
     """
     gs, network_config, state = runs.load_generator(run_dir, resolution)
     if version is None:
@@ -222,11 +189,7 @@ def describe(export_dir):
 
 
 def find_export(path):
-    """Resolve an export directory: `path` itself, or the newest version under a base path.
-
-    Returns:
-      The version directory, or None if `path` holds no SavedModel.
-    """
+    """The export directory: `path` itself, or the newest version under a base path; None if there is no SavedModel."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
     for version in reversed(versions(path)):

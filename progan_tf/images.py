@@ -1,8 +1,7 @@
 """Pixels in and out: the generator's [-1, 1] range, uint8, grids, PNG and GIF files.
 
-One conversion everywhere (samples, metrics, exports, progan-generate):
-[-1, 1] -> [0, 1] by (x + 1) / 2, clipped, then uint8 by rounding x * 255 to the nearest
-integer (ties to even, as np.rint and tf.round do).
+One conversion everywhere (samples, metrics, exports, progan-generate): [-1, 1] -> [0, 1] by (x + 1) / 2, clipped,
+then uint8 by rounding x * 255 to the nearest integer (ties to even, as np.rint and tf.round do).
 """
 import math
 import os
@@ -36,8 +35,7 @@ def to_png(images):
 def make_grid(images, columns=None, min_size=128):
     """Tile uint8 images [N, H, W, C] into one uint8 grid [rows * H', columns * W', 3].
 
-    Small images are enlarged by pixel repetition to at least `min_size`, so that a
-    grid of 4x4 images is still readable.
+    Small images are enlarged by pixel repetition to at least `min_size`, so that a grid of 4x4 images is readable.
     """
     n, h, w, c = images.shape
     columns = columns or int(math.ceil(math.sqrt(n)))

@@ -1,10 +1,8 @@
 """The paper's layers, one small Keras class per idea.
 
-Equalised learning rate (paper §4.1): kernels are stored N(0, 1) and scaled at run
-time by gain / sqrt(fan_in), so every weight learns at the same speed under Adam.
-The scale multiplies the kernel (a few thousand numbers), not the activations.
-Normalisation statistics (PixelNorm, MinibatchStdDev) are computed in float32 even
-under a mixed-precision policy.
+Equalised learning rate (paper §4.1): kernels are stored N(0, 1) and scaled at run time by gain / sqrt(fan_in), so
+every weight learns at the same speed under Adam; the scale multiplies the kernel (a few thousand numbers), not the
+activations. PixelNorm and MinibatchStdDev compute their statistics in float32 even under a mixed-precision policy.
 """
 import math
 
@@ -29,25 +27,18 @@ def _wscale(gain, fan_in, use_wscale):
 
 @keras.saving.register_keras_serializable(package="progan")
 class WeightScaledConv2D(keras.layers.Layer):
-    """Conv2D ('same' padding, stride 1) with the equalised-learning-rate weight scale.
+    """Conv2D ('same' padding, stride 1) with equalised-learning-rate weight scale: [N, H, W, C] -> [N, H, W, filters].
 
-    Args:
-      filters: output channels.
-      kernel_size: square kernel side (3 for blocks, 1 for toRGB/fromRGB).
-      gain: He gain; sqrt(2) before LeakyReLU, 1 for linear outputs (toRGB).
-      use_bias: add a per-channel bias (initialised 0, not scaled).
-      use_wscale: the equalised learning rate (paper §4.1). False is the ablation "no wscale":
-        He initialisation N(0, gain^2 / fan_in) and no run-time scale.
-      upsample: if True (3x3 only), compute conv3x3(nearest-upsample-x2(x)) as one
-        stride-2 transposed convolution with a 4x4 kernel summed from the 3x3 one
-        (`upsample_conv_kernel`): the same function and the same weights, with 16
-        instead of 36 multiply-adds per input pixel and channel pair and no
-        upsampled tensor. The official code's "fused scale".
-      downsample: if True (3x3 only), compute avgpool2x2(conv3x3(x)) + bias as one stride-2
-        convolution with a 4x4 kernel averaged from the 3x3 one (`downsample_conv_kernel`):
-        the official discriminator's fused scale, 16 instead of 36 multiply-adds per output
-        pixel and channel pair. Followed by the activation, this is not the unfused block
-        (activation, then pooling), but a slightly different function of the same weights.
+    kernel_size is 3 for blocks, 1 for toRGB/fromRGB; gain is sqrt(2) before LeakyReLU, 1 for linear outputs (toRGB).
+    The per-channel bias is initialised 0 and not scaled. use_wscale=False is the ablation "no wscale" (paper §4.1):
+    He initialisation N(0, gain^2 / fan_in) and no run-time scale.
+    upsample (3x3 only): conv3x3(nearest-upsample-x2(x)) -> [N, 2H, 2W, filters] as one stride-2 transposed convolution
+    with a 4x4 kernel summed from the 3x3 one (`upsample_conv_kernel`): the same function and weights, 16 instead of
+    36 multiply-adds per input pixel and channel pair, no upsampled tensor (the official code's "fused scale").
+    downsample (3x3 only): avgpool2x2(conv3x3(x)) + bias -> [N, H/2, W/2, filters] as one stride-2 convolution with a
+    4x4 kernel averaged from the 3x3 one (`downsample_conv_kernel`): the official discriminator's fused scale, 16
+    instead of 36 multiply-adds per output pixel and channel pair. Followed by the activation, this is not the unfused
+    block (activation, then pooling) but a slightly different function of the same weights.
     """
 
     def __init__(self, filters, kernel_size=3, gain=SQRT2, use_bias=True, upsample=False, use_wscale=True,
@@ -108,15 +99,11 @@ class WeightScaledConv2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="progan")
 class WeightScaledDense(keras.layers.Layer):
-    """Dense layer with the equalised-learning-rate weight scale.
+    """Dense layer with the equalised-learning-rate weight scale: [N, ...] (flattened) -> [N, units].
 
-    Args:
-      units: output features.
-      gain: He gain (sqrt(2); 1 for the critic's score; sqrt(2)/4 for G's first layer).
-      use_bias: add a bias (initialised 0, not scaled).
-      target_shape: if given, reshape the output to [N, *target_shape] before the
-        bias, which is then per channel (the last axis): G's latent -> 4x4xnf layer.
-      use_wscale: as for WeightScaledConv2D.
+    gain: sqrt(2); 1 for the critic's score; sqrt(2)/4 for G's first layer. The bias is initialised 0, not scaled.
+    target_shape reshapes the output to [N, *target_shape] before the bias, which is then per channel (the last axis):
+    G's latent -> 4x4xnf layer. use_wscale: as for WeightScaledConv2D.
     """
 
     def __init__(self, units, gain=SQRT2, use_bias=True, target_shape=None, use_wscale=True, **kwargs):
@@ -169,11 +156,7 @@ class _ElementWise(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="progan")
 class LeakyReLU(_ElementWise):
-    """LeakyReLU with the output-side gradient of `leaky_relu`.
-
-    Args:
-      negative_slope: slope for x < 0 (0.2 in the paper); must be > 0.
-    """
+    """LeakyReLU with the output-side gradient of `leaky_relu`; negative_slope (x < 0) must be > 0, 0.2 in the paper."""
 
     def __init__(self, negative_slope=0.2, **kwargs):
         super().__init__(**kwargs)
@@ -190,11 +173,7 @@ class LeakyReLU(_ElementWise):
 
 @keras.saving.register_keras_serializable(package="progan")
 class PixelNorm(_ElementWise):
-    """Pixelwise feature-vector normalisation: x / sqrt(mean(x^2 over channels) + epsilon).
-
-    Args:
-      epsilon: added under the square root (1e-8 in the paper).
-    """
+    """Pixelwise feature-vector normalisation: x / sqrt(mean(x^2 over channels) + epsilon); 1e-8 in the paper."""
 
     def __init__(self, epsilon=1e-8, **kwargs):
         super().__init__(**kwargs)
@@ -211,19 +190,13 @@ class PixelNorm(_ElementWise):
 
 @keras.saving.register_keras_serializable(package="progan")
 class MinibatchStdDev(keras.layers.Layer):
-    """Appends one feature map: the average standard deviation within each minibatch group.
+    """[N, H, W, C] -> [N, H, W, C + 1]: appends the average standard deviation within each minibatch group.
 
-    The batch is split into groups of min(group_size, N) consecutive samples (the
-    official code interleaves them instead; for a shuffled batch that is the same
-    statistic, and consecutive groups make the result independent of how a global
-    batch is split across replicas). For each group the std over its members is
-    taken per feature and pixel, averaged to one scalar, and broadcast as an extra
-    channel to that group's members.
-
-    Args:
-      group_size: group size (4 in the paper); must divide the per-replica batch
-        when the batch is larger than it.
-      epsilon: added under the square root.
+    The batch is split into groups of min(group_size, N) consecutive samples; group_size (4 in the paper) must divide
+    the per-replica batch when that is larger. The official code interleaves them instead; for a shuffled batch that
+    is the same statistic, and consecutive groups make the result independent of how a global batch is split across
+    replicas. Per group, the std over its members is taken per feature and pixel, averaged to one scalar, and broadcast
+    as an extra channel to that group's members.
     """
 
     def __init__(self, group_size=4, epsilon=1e-8, **kwargs):
@@ -259,11 +232,8 @@ class MinibatchStdDev(keras.layers.Layer):
 class FadeIn(keras.layers.Layer):
     """lerp(old, new, alpha): blends the previous stage's path into the new one.
 
-    `alpha` is a non-trainable float32 variable (saved in checkpoints) that the
-    trainer assigns as images are seen: 0 is the old network, 1 the new one.
-
-    Args:
-      alpha: initial alpha in [0, 1].
+    `alpha` (initial value in [0, 1]) is a non-trainable float32 variable, saved in checkpoints, that the trainer
+    assigns as images are seen: 0 is the old network, 1 the new one.
     """
 
     def __init__(self, alpha=0.0, **kwargs):

@@ -1,8 +1,7 @@
 """GAN losses as pure functions of the critic and the images.
 
-Every function returns per-example losses [N] (float32). The trainer reduces them
-with `tf.nn.compute_average_loss(global_batch_size=...)`, so replicas sum to the
-mean over the global batch.
+Every function returns per-example losses [N] (float32). The trainer reduces them with
+`tf.nn.compute_average_loss(global_batch_size=...)`, so replicas sum to the mean over the global batch.
 """
 import tensorflow as tf
 
@@ -16,12 +15,11 @@ def _scores(critic, images):
 def _scores_pair(critic, reals, fakes, joint=False):
     """(D(reals) [N], D(fakes) [N]).
 
-    With `joint`, one critic pass over [reals; fakes] (2N): half as many ops, each on twice
-    the batch, which saves the fixed cost per op (3-5 % of the step at 4x4 and 8x8). It is
-    the same function only if no group of samples that the critic mixes straddles the
-    two halves. The trainer's discriminator mixes samples only in minibatch-stddev
-    groups of min(group size, batch) consecutive samples, so it passes joint when N is
-    at least the group size (and so a multiple of it).
+    With `joint`, one critic pass over [reals; fakes] (2N): half as many ops, each on twice the batch, which saves the
+    fixed cost per op (3-5 % of the step at 4x4 and 8x8). It is the same function only if no group of samples that
+    the critic mixes straddles the two halves. The trainer's discriminator mixes samples only in minibatch-stddev
+    groups of min(group size, batch) consecutive samples, so it passes joint when N is at least the group size (and so
+    a multiple of it).
     """
     if not joint:
         return _scores(critic, reals), _scores(critic, fakes)
@@ -30,16 +28,10 @@ def _scores_pair(critic, reals, fakes, joint=False):
 
 
 def input_gradient(critic, images, loss_scale=None):
-    """d sum(critic(images)) / d images, per example.
+    """images [N, H, W, C] -> (scores [N], float32 gradients [N, H, W, C]): d sum(critic(images)) / d images.
 
-    Args:
-      critic: the discriminator.
-      images: [N, H, W, C].
-      loss_scale: optional scalar. Under float16 the inner gradient is taken of the
-        scaled scores (so small gradients do not flush to zero) and unscaled after.
-
-    Returns:
-      (scores [N], gradients [N, H, W, C] float32).
+    With a loss_scale (float16), the gradient is taken of the scaled scores, so small gradients do not flush to zero,
+    and unscaled after.
     """
     with tf.GradientTape() as tape:
         tape.watch(images)
@@ -52,17 +44,9 @@ def input_gradient(critic, images, loss_scale=None):
 
 
 def gradient_penalty(critic, reals, fakes, mixing, target=1.0, loss_scale=None):
-    """WGAN-GP penalty (||grad D(x_hat)|| - target)^2 / target^2 at x_hat = lerp(reals, fakes, mixing).
+    """[N] WGAN-GP penalties (||grad D(x_hat)|| - target)^2 / target^2 at x_hat = lerp(reals, fakes, mixing).
 
-    Args:
-      critic: the discriminator.
-      reals, fakes: [N, H, W, C].
-      mixing: [N, 1, 1, 1] interpolation factors in [0, 1].
-      target: the gradient norm the penalty pulls towards (1 in WGAN-GP).
-      loss_scale: see `input_gradient`.
-
-    Returns:
-      [N] penalties.
+    reals, fakes: [N, H, W, C]; mixing: [N, 1, 1, 1] in [0, 1]; target: the gradient norm pulled towards (1 in WGAN-GP).
     """
     mixed = reals + (fakes - reals) * tf.cast(mixing, reals.dtype)
     _, grads = input_gradient(critic, mixed, loss_scale)
@@ -72,14 +56,7 @@ def gradient_penalty(critic, reals, fakes, mixing, target=1.0, loss_scale=None):
 
 def wgan_gp_d_loss(critic, reals, fakes, mixing, gp_lambda=10.0, gp_target=1.0, drift=0.001,
                    loss_scale=None, joint=False):
-    """Critic loss D(fake) - D(real) + lambda * GP + drift * D(real)^2 (paper §A.1).
-
-    Args:
-      joint: score reals and fakes in one critic pass (see `_scores_pair`).
-
-    Returns:
-      [N] per-example losses.
-    """
+    """[N] critic loss D(fake) - D(real) + lambda * GP + drift * D(real)^2 (paper §A.1); `joint`: see `_scores_pair`."""
     real_scores, fake_scores = _scores_pair(critic, reals, fakes, joint)
     penalty = gradient_penalty(critic, reals, fakes, mixing, gp_target, loss_scale)
     return fake_scores - real_scores + gp_lambda * penalty + drift * tf.square(real_scores)

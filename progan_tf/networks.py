@@ -1,9 +1,8 @@
 """Generator and discriminator of one stage, built as plain functional Keras models.
 
-Each stage (resolution R, fading or stable) is its own model; layer names carry the
-resolution (`g_block_32_conv1`, `g_torgb_16`, `d_fromrgb_64`), and `copy_weights`
-copies every weight whose layer exists in both the old and the new model. At
-alpha = 0 a fading model computes exactly what the previous stage's model did.
+Each stage (resolution R, fading or stable) is its own model; layer names carry the resolution (`g_block_32_conv1`,
+`g_torgb_16`, `d_fromrgb_64`), and `copy_weights` copies every weight whose layer exists in both the old and the new
+model. At alpha = 0 a fading model computes exactly what the previous stage's model did.
 """
 import dataclasses
 import math
@@ -123,16 +122,10 @@ def _torgb(config, x, resolution):
 
 
 def build_generator(config, resolution, fading=False):
-    """The generator of one stage.
+    """One stage's generator: keras.Model latents float32 [N, latent_size] -> images float32 [N, R, R, C], ~[-1, 1].
 
-    Args:
-      config: NetworkConfig.
-      resolution: output resolution of this stage (4 .. config.resolution).
-      fading: if True, the output blends the upsampled previous-stage image into this
-        stage's image through a `FadeIn` layer named "g_fade" (alpha starts at 0).
-
-    Returns:
-      keras.Model latents float32 [N, latent_size] -> images float32 [N, R, R, C], ~[-1, 1].
+    R = resolution (4 .. config.resolution). With fading, the output blends the upsampled previous-stage image into
+    this stage's image through a `FadeIn` layer named "g_fade" (alpha starts at 0).
     """
     _check_resolution(config, resolution)
     if fading and resolution == 4:
@@ -175,16 +168,10 @@ def _d_conv(config, x, filters, name, downsample=False):
 
 
 def build_discriminator(config, resolution, fading=False):
-    """The discriminator (critic) of one stage, the generator's mirror image.
+    """One stage's discriminator (critic), the generator's mirror: keras.Model images [N, R, R, C] -> scores [N, 1].
 
-    Args:
-      config: NetworkConfig.
-      resolution: input resolution of this stage.
-      fading: if True, blend fromRGB of the 2x2-averaged input (the previous stage's
-        path) with this stage's first block through a `FadeIn` named "d_fade".
-
-    Returns:
-      keras.Model images float32 [N, R, R, C] -> scores float32 [N, 1].
+    Both float32. With fading, fromRGB of the 2x2-averaged input (the previous stage's path) is blended with this
+    stage's first block through a `FadeIn` named "d_fade".
     """
     _check_resolution(config, resolution)
     if fading and resolution == 4:
@@ -225,13 +212,8 @@ def set_alpha(model, alpha):
 def initialize_weights(model, seed):
     """Re-draw every kernel N(0, init_std^2) (1, or He's std without wscale) and zero every bias, reproducibly.
 
-    Each weight's values depend only on (seed, layer name, weight name), so a layer
-    starts identically however many models were built before it, and a run started
-    twice with the same seed starts from the same weights.
-
-    Args:
-      model: a generator or discriminator.
-      seed: integer seed.
+    Each weight's values depend only on (seed, layer name, weight name), so a layer starts identically however many
+    models were built before it, and a run started twice with the same seed starts from the same weights.
     """
     for layer in model.layers:
         if isinstance(layer, FadeIn):
@@ -246,24 +228,14 @@ def initialize_weights(model, seed):
 
 
 def copy_weights(src, dst, require_all=False):
-    """Copy every weight of `src` into the layer of the same name in `dst`.
+    """Copy every weight of `src` into the layer of the same name in `dst`; returns the names of the copied layers.
 
-    This is how a phase grows into the next (layers only in `src`, the previous toRGB /
-    fromRGB after a fade, are dropped) and how a stable network is read out of a fading
-    one. FadeIn alphas are never copied: an alpha belongs to its own model.
-
-    Args:
-      src, dst: models built from the same NetworkConfig.
-      require_all: every layer of `dst` with weights must have a source. Otherwise only
-        the layers new at `dst`'s own resolution (its new block and toRGB / fromRGB) may
-        lack one and keep their initialisation.
-
-    Returns:
-      Names of the layers whose weights were copied.
-
-    Raises:
-      ValueError: a shared layer's weights differ in shape, or a layer lacks a source it needs
-        (the models do not belong together).
+    This is how a phase grows into the next (layers only in `src`, the previous toRGB / fromRGB after a fade, are
+    dropped) and how a stable network is read out of a fading one. FadeIn alphas are never copied: an alpha belongs to
+    its own model. With require_all, every layer of `dst` with weights needs a source; otherwise only the layers new at
+    `dst`'s own resolution (its new block and toRGB / fromRGB) may lack one and keep their initialisation.
+    Raises ValueError if a shared layer's weights differ in shape or a layer lacks a source it needs: the models do
+    not belong together (both must come from the same NetworkConfig).
     """
     sources = {layer.name: layer for layer in src.layers if layer.weights and not isinstance(layer, FadeIn)}
     resolution = dst.output_shape[1] if dst.name.startswith("generator") else dst.input_shape[1]

@@ -1,8 +1,8 @@
 """The functions the layers are made of, each with the gradient that keeps the step fast.
 
-Plain TensorFlow functions (no weights): LeakyReLU with an output-side gradient, nearest
-upsampling with a pooled gradient, average-pool downsampling, the 4x4 kernels of the
-fused upsample + conv and conv + downsample, and the fade of the real images (paper §A.1).
+Plain TensorFlow functions (no weights): LeakyReLU with an output-side gradient, nearest upsampling with a pooled
+gradient, average-pool downsampling, the 4x4 kernels of the fused upsample + conv and conv + downsample, and the fade
+of the real images (paper §A.1).
 """
 import numpy as np
 import tensorflow as tf
@@ -11,11 +11,10 @@ import tensorflow as tf
 def leaky_relu(x, negative_slope=0.2):
     """max(x, slope * x) whose gradient reads the output y instead of the input x.
 
-    For slope > 0, y > 0 exactly where x > 0, so the gradient is the same bits as
-    tf.nn.leaky_relu's. Not needing x lets Grappler fuse conv + bias + LeakyReLU
-    into one oneDNN call (tf.nn.leaky_relu's gradient keeps the pre-activation
-    alive, which blocks that fusion). The gradient is itself differentiable (the
-    gradient penalty differentiates through it again).
+    For slope > 0, y > 0 exactly where x > 0, so the gradient is the same bits as tf.nn.leaky_relu's. Not needing x
+    lets Grappler fuse conv + bias + LeakyReLU into one oneDNN call (tf.nn.leaky_relu's gradient keeps the
+    pre-activation alive, which blocks that fusion). The gradient is itself differentiable (the gradient penalty
+    differentiates through it again).
     """
     @tf.custom_gradient
     def forward(x):
@@ -37,19 +36,14 @@ _UPSAMPLE_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float
 
 
 def upsample_conv_kernel(kernel):
-    """The 4x4 conv2d_transpose kernel [4, 4, out, in] of conv3x3(upsample2x(x), kernel).
+    """kernel [3, 3, in, out] (already weight-scaled) -> the 4x4 conv2d_transpose kernel [4, 4, out, in] of
+    conv3x3(upsample2x(x), kernel).
 
-    Output pixel 2i+a of the upsampled conv reads input pixels i-1, i (a=0) or i, i+1
-    (a=1) with the 3x3 taps summed per source pixel: in 1-D, [w2, w1+w2, w0+w1, w0]
-    in conv2d_transpose's (unflipped) order. Zero padding at the high resolution is
-    zero padding at the low one, so the borders agree too.
-
-    Both dimensions at once are one matmul with the Kronecker product of that 1-D
-    tap matrix with itself. Its gradient is a matmul too, where reversing and slicing
-    the kernel would cost a slow StridedSliceGrad per slice.
-
-    Args:
-      kernel: [3, 3, in, out], already weight-scaled.
+    Output pixel 2i+a of the upsampled conv reads input pixels i-1, i (a=0) or i, i+1 (a=1) with the 3x3 taps summed
+    per source pixel: in 1-D, [w2, w1+w2, w0+w1, w0] in conv2d_transpose's (unflipped) order. Zero padding at the high
+    resolution is zero padding at the low one, so the borders agree too. Both dimensions at once are one matmul with
+    the Kronecker product of that 1-D tap matrix with itself; its gradient is a matmul too, where reversing and
+    slicing the kernel would cost a slow StridedSliceGrad per slice.
     """
     taps = tf.constant(np.kron(_UPSAMPLE_TAPS, _UPSAMPLE_TAPS), kernel.dtype)  # [16, 9]
     k = tf.matmul(taps, tf.reshape(kernel, [9, -1]))  # [16, in * out]
@@ -62,17 +56,14 @@ _DOWNSAMPLE_TAPS = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], np.flo
 
 
 def downsample_conv_kernel(kernel):
-    """The 4x4 stride-2 conv2d kernel [4, 4, in, out] of avgpool2x2(conv3x3(x, kernel)).
+    """kernel [3, 3, in, out] (already weight-scaled) -> the 4x4 stride-2 conv2d kernel [4, 4, in, out] of
+    avgpool2x2(conv3x3(x, kernel)).
 
-    Output pixel i of the pooled conv averages conv pixels 2i and 2i+1, which read input
-    pixels 2i-1 .. 2i+2: in 1-D the taps [w0, w0+w1, w1+w2, w2] / 2, the official code's
-    `conv2d_downscale2d` (the 3x3 kernel zero-padded to 5x5 and its four 4x4 shifts
-    averaged). 'SAME' padding of a 4x4 stride-2 conv over an even size pads one row on
-    each side, as the 3x3 conv's 'SAME' does, so the borders agree too. One matmul with a
-    Kronecker product, as in `upsample_conv_kernel`.
-
-    Args:
-      kernel: [3, 3, in, out], already weight-scaled.
+    Output pixel i of the pooled conv averages conv pixels 2i and 2i+1, which read input pixels 2i-1 .. 2i+2: in 1-D
+    the taps [w0, w0+w1, w1+w2, w2] / 2, the official code's `conv2d_downscale2d` (the 3x3 kernel zero-padded to 5x5
+    and its four 4x4 shifts averaged). 'SAME' padding of a 4x4 stride-2 conv over an even size pads one row on each
+    side, as the 3x3 conv's 'SAME' does, so the borders agree too. One matmul with a Kronecker product, as in
+    `upsample_conv_kernel`.
     """
     taps = tf.constant(np.kron(_DOWNSAMPLE_TAPS, _DOWNSAMPLE_TAPS), kernel.dtype)  # [16, 9]
     k = tf.matmul(taps, tf.reshape(kernel, [9, -1]))  # [16, in * out]
@@ -80,10 +71,10 @@ def downsample_conv_kernel(kernel):
 
 
 def upsample(x, factor=2):
-    """Nearest-neighbour upsampling of [N, H, W, C] by `factor`.
+    """Nearest-neighbour upsampling, [N, H, W, C] -> [N, factor*H, factor*W, C].
 
-    The gradient sums each factor x factor block with one pooling op (factor^2 x the
-    block average) instead of Tile's gradient, a reduction over a 6-D reshape.
+    The gradient sums each factor x factor block with one pooling op (factor^2 x the block average) instead of Tile's
+    gradient, a reduction over a 6-D reshape.
     """
     if factor == 1:
         return x
@@ -110,15 +101,10 @@ def downsample(x, factor=2):
 
 
 def fade_reals(reals, alpha):
-    """Blur real images the way the generator's output is faded in (paper §A.1).
+    """Blur real images [N, R, R, C] the way the generator's output is faded in (paper §A.1); scalar alpha in [0, 1].
 
-    Args:
-      reals: [N, R, R, C] images at the current resolution.
-      alpha: fade-in progress in [0, 1] (scalar).
-
-    Returns:
-      lerp(upsample(downsample(reals)), reals, alpha), so the critic never sees
-      sharper real images than the generator can make.
+    Returns lerp(upsample(downsample(reals)), reals, alpha), so the critic never sees sharper real images than the
+    generator can make.
     """
     low = upsample(downsample(reals))
     alpha = tf.cast(alpha, reals.dtype)

@@ -5,11 +5,10 @@
   runs/<name>/checkpoints/ckpt-<step>.state.json   that checkpoint's schedule position
   runs/<name>/checkpoints/state.json   the newest complete checkpoint and its position
 
-The state files are replaced atomically, and only after their checkpoint is complete,
-so a crash at any moment leaves the previous consistent pair. A checkpoint that cannot
-be read (truncated, emptied, deleted) is passed over for the one before it, with a
-warning; a damaged state.json is rebuilt from the per-checkpoint states. Training,
-export, generation and evaluation all read runs through this module.
+State files are replaced atomically, only after their checkpoint is complete, so a crash at any moment leaves the
+previous consistent pair. An unreadable checkpoint (truncated, emptied, deleted) is passed over for the one before it,
+with a warning; a damaged state.json is rebuilt from the per-checkpoint states. Training, export, generation and
+evaluation all read runs through this module.
 """
 import glob
 import json
@@ -74,18 +73,10 @@ def read_state(run_dir):
 
 
 def restore_newest(run_dir, restore, warn=print):
-    """`restore(state, checkpoint path)` from the newest checkpoint that can be read.
+    """`restore(state, checkpoint path)` from the newest checkpoint that can be read -> (state, what it returned).
 
-    Args:
-      run_dir: the run directory.
-      restore: fn(state, path) -> anything; raises when the checkpoint cannot be read.
-      warn: where the one-line warning about each checkpoint passed over goes.
-
-    Returns:
-      (state, what `restore` returned).
-
-    Raises:
-      RunError: no checkpoint can be read.
+    `restore` raises when the checkpoint cannot be read; each one passed over gets a one-line `warn`.
+    RunError if no checkpoint can be read.
     """
     states, passed = checkpoint_states(run_dir), []
     for state in states:
@@ -117,20 +108,11 @@ def resolutions_held(state):
 
 
 def load_generator(run_dir, resolution=None, warn=print):
-    """The generator average Gs of a run's newest checkpoint.
+    """The generator average Gs of a run's newest checkpoint -> (Gs latents -> images in [-1, 1], NetworkConfig, state).
 
-    Args:
-      run_dir: a run directory written by the trainer.
-      resolution: None for the network the checkpoint trains, as it computes: mid-fade,
-        the fading network at the checkpoint's alpha (what the training grids show). Or one
-        of `resolutions_held(state)` for that stage's stable network (alpha 1).
-
-    Returns:
-      (Gs keras.Model latents -> images in [-1, 1], NetworkConfig, state dict).
-
-    Raises:
-      RunError: the run has no checkpoint that can be read, or no readable config.json.
-      ValueError: the checkpoint holds no complete generator at `resolution`.
+    `resolution` None: the network the checkpoint trains, as it computes (mid-fade, the fading network at the
+    checkpoint's alpha, as the training grids show); or one of `resolutions_held(state)` for that stage's stable
+    network (alpha 1), else ValueError. RunError if no checkpoint or no config.json can be read.
     """
     try:
         config = read_network(run_dir)

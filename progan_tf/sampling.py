@@ -12,13 +12,8 @@ from progan_tf.images import make_grid, save_gif, save_png, to_unit_range, unit_
 class Sampler:
     """Images from latents or seeds, from a run's checkpoint or from an export, alike.
 
-    Both give the same image for the same seed (up to float rounding between Keras and
-    the SavedModel): seeds become latents through `export.seed_latents`.
-
-    Args:
-      images_fn: float32 latents [N, latent_size] -> float32 images [N, R, R, C] in [0, 1].
-      latent_size: length of a latent.
-      resolution: output resolution.
+    `images_fn`: float32 latents [N, latent_size] -> float32 images [N, R, R, C] in [0, 1]. Both sources give the
+    same image for a seed (up to float rounding between Keras and the SavedModel), via `export.seed_latents`.
     """
 
     def __init__(self, images_fn, latent_size, resolution):
@@ -53,17 +48,10 @@ class Sampler:
 
 
 def interpolation_latents(latents, steps):
-    """A closed latent walk: `steps` spherical interpolations from each latent to the next.
+    """A closed latent walk: K >= 2 keyframes [K, latent_size] -> float32 [K * steps, latent_size], ending at the first.
 
-    Spherical (not linear) interpolation keeps the walk at the norm typical of
+    `steps` frames per transition, interpolated spherically (not linearly) to keep the walk at the norm typical of
     Gaussian latents instead of cutting through the low-norm interior.
-
-    Args:
-      latents: float32 [K, latent_size], K >= 2 keyframes; the walk returns to the first.
-      steps: frames per keyframe transition.
-
-    Returns:
-      float32 [K * steps, latent_size].
     """
     latents = np.asarray(latents, np.float64)
     frames = []
@@ -81,12 +69,8 @@ def interpolation_latents(latents, steps):
 def open_sampler(model, resolution=None):
     """A Sampler of `model`: a run directory, an export version directory, or a base of versions.
 
-    Args:
-      model: the path.
-      resolution: runs only; see `runs.load_generator`.
-
-    Raises:
-      ConfigError: `model` is none of these, or `resolution` does not apply.
+    `resolution` applies to runs only (see `runs.load_generator`); ConfigError if it does not apply, or if `model`
+    is none of these.
     """
     if runs.read_state(model) is not None:
         state = runs.read_state(model)
@@ -106,11 +90,7 @@ def open_sampler(model, resolution=None):
 
 def write_samples(sampler, out_dir, seeds, png=True, grid=True, gif=False, grid_columns=0, frames_per_seed=16,
                   frame_ms=80, batch_size=16):
-    """Images of `seeds` as seedNNNN.png files, grid.png and interpolation.gif in `out_dir`.
-
-    Returns:
-      The paths written.
-    """
+    """Images of `seeds` as seedNNNN.png files, grid.png and interpolation.gif in `out_dir`; returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     latents = sampler.latents(seeds)
     images = sampler.images(latents, batch_size)  # [N, R, R, C] uint8

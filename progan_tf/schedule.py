@@ -1,8 +1,7 @@
 """The progressive schedule: images seen -> which phase, alpha, batch and learning rate.
 
-Training is a sequence of phases, as in the official code: 4x4 stable, then for
-every higher resolution a fade phase (alpha 0 -> 1 linearly in images seen) and a
-stable phase. The last stable phase runs until `total_kimg`.
+Training is a sequence of phases, as in the official code: 4x4 stable, then for every higher resolution a fade phase
+(alpha 0 -> 1 linearly in images seen) and a stable phase. The last stable phase runs until `total_kimg`.
 """
 import dataclasses
 

@@ -1,24 +1,19 @@
 """Analytical FLOP counts of the networks and of one training iteration.
 
-A FLOP here is one floating-point multiply or add, so a multiply-accumulate is 2.
-Convolutions and dense layers (2 * MACs, counted from the layer shapes of the built
-Keras models; a fused upsampling conv counts the 4x4 transposed conv it runs) are
->99 % of the work at every stage; the element-wise layers (LeakyReLU, PixelNorm,
-biases, minibatch stddev, fades, pooling) are reported separately as a small
-remainder and are not part of `F_G` / `F_D`.
+A FLOP is one floating-point multiply or add (a multiply-accumulate is 2). Convolutions and dense layers (2 * MACs,
+from the layer shapes of the built Keras models; a fused upsampling conv counts the 4x4 transposed conv it runs) are
+>99 % of the work at every stage; the element-wise layers (LeakyReLU, PixelNorm, biases, minibatch stddev, fades,
+pooling) are reported separately as a small remainder and are not part of `F_G` / `F_D`.
 
 Two counts of a convolution's MACs:
-  executed (the default): only the kernel taps that land on the image. Taps over the
-    'SAME' zero padding multiply by zero, and oneDNN's kernels skip them: a 3x3 conv
-    runs 22 of 24 taps per row at 8x8, 10 of 12 at 4x4, so it does 84 % of the
-    nominal work at 8x8, 69 % at 4x4 and 98 % at 64x64.
-  nominal (`nominal=True`): every tap of every output pixel, the usual count from the
-    layer shapes. Its rates are not comparable across resolutions: at 8x8 a conv's
-    nominal rate exceeds this machine's FMA ceiling (benchmarks/RESULTS.md).
+  executed (the default): only the kernel taps that land on the image. Taps over the 'SAME' zero padding multiply
+    by zero and oneDNN's kernels skip them: a 3x3 conv runs 22 of 24 taps per row at 8x8, 10 of 12 at 4x4, so it
+    does 84 % of the nominal work at 8x8, 69 % at 4x4 and 98 % at 64x64.
+  nominal (`nominal=True`): every tap of every output pixel, the usual count. Its rates are not comparable across
+    resolutions: at 8x8 a conv's nominal rate exceeds this machine's FMA ceiling (benchmarks/RESULTS.md).
 
-Per iteration (one D step and one G step) the cost is a multiple of the forward costs
-F_G, F_D at the batch, because a backward pass through a conv or dense layer is two
-of its forward passes (gradient w.r.t. the input and w.r.t. the weights):
+Per iteration (one D step and one G step) the cost is a multiple of the forward costs F_G, F_D at the batch, as a
+backward pass through a conv or dense layer is two of its forward passes (gradients w.r.t. input and weights):
 
   WGAN-GP, D step:  G forward (fakes, no gradient)                          1 F_G
                     D on reals and on fakes: forward + backward            2 x 3 F_D
@@ -29,9 +24,8 @@ of its forward passes (gradient w.r.t. the input and w.r.t. the weights):
                     D forward + input-gradient only                         2 F_D
                                                                    total 4 F_G + 14 F_D
 
-LSGAN has no penalty (4 F_G + 8 F_D); the logistic loss with R1 takes the penalty
-on the reals (4 F_G + 11 F_D). The first layer of each network needs no input
-gradient in some of these passes; that saving (<1 % here) is ignored.
+LSGAN has no penalty (4 F_G + 8 F_D); the logistic loss with R1 takes the penalty on the reals (4 F_G + 11 F_D).
+The first layer of each network needs no input gradient in some of these passes; that saving (<1 % here) is ignored.
 """
 
 from progan_tf import layers as L
@@ -54,10 +48,9 @@ def _per_image(shape):
 def taps_on_image(in_size, out_size, kernel, stride=1, padding="SAME"):
     """Kernel taps of a convolution along one dimension that land on its input, not on padding.
 
-    Summed over the output positions; the conv's MACs per image are the product of
-    this over its two dimensions times c_in * c_out. `in_size` and `out_size` are the
-    convolution's own (for a transposed conv: its output and its input). `padding` is
-    'SAME', 'VALID' or the number of zero rows before the input (as oneDNN states it).
+    Summed over the output positions; the conv's MACs per image are the product of this over its two dimensions
+    times c_in * c_out. `in_size` and `out_size` are the convolution's own (for a transposed conv: its output and
+    its input). `padding` is 'SAME', 'VALID' or the number of zero rows before the input (as oneDNN states it).
     """
     if padding == "SAME":
         pad = max((out_size - 1) * stride + kernel - in_size, 0) // 2
@@ -71,14 +64,9 @@ def taps_on_image(in_size, out_size, kernel, stride=1, padding="SAME"):
 
 
 def layer_flops(model, nominal=False):
-    """Forward FLOPs per image of every layer of a built model.
+    """A built `progan_tf.networks` model -> [(layer name, kind "conv" | "dense" | "other", forward FLOPs per image)].
 
-    Args:
-      model: a generator or discriminator from `progan_tf.networks`.
-      nominal: count the kernel taps over zero padding too (see the module docstring).
-
-    Returns:
-      list of (layer name, kind, flops per image); kind is "conv", "dense" or "other".
+    `nominal` counts the kernel taps over zero padding too (see the module docstring).
     """
     rows = []
     for layer in model.layers:
@@ -120,20 +108,12 @@ def forward_flops(model, batch=1, nominal=False):
 
 
 def stage_flops(network, resolution, fading=False, batch=1, loss="wgan_gp"):
-    """FLOPs of one stage's networks and of one training iteration at `batch`.
+    """FLOPs of one stage's networks and of one training iteration at global minibatch `batch`, as a dict.
 
-    Args:
-      network: NetworkConfig.
-      resolution: the stage's resolution.
-      fading: the fade phase's networks (an extra toRGB / fromRGB of the previous stage).
-      batch: global minibatch size.
-      loss: a key of ITERATION_MULTIPLES.
-
-    Returns:
-      dict with F_G, F_D (executed conv + dense forward FLOPs at the batch), their
-      element-wise remainders, iteration (conv + dense FLOPs of one D step + one G
-      step), per_image (iteration / batch), the multiples used, and F_G, F_D,
-      iteration and per_image counted nominally (keys ending in "_nominal").
+    `fading`: the fade phase's networks (an extra toRGB / fromRGB of the previous stage); `loss`: a key of
+    ITERATION_MULTIPLES. The dict holds F_G, F_D (executed conv + dense forward FLOPs at the batch), their element-wise
+    remainders, iteration (conv + dense FLOPs of one D step + one G step), per_image (iteration / batch), the
+    multiples used, and F_G, F_D, iteration and per_image counted nominally (keys ending in "_nominal").
     """
     if loss not in ITERATION_MULTIPLES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(ITERATION_MULTIPLES)}")
@@ -154,11 +134,9 @@ def stage_flops(network, resolution, fading=False, batch=1, loss="wgan_gp"):
 def conv_work(network, resolution, fading=False, batch=1, loss="wgan_gp"):
     """An iteration's conv + dense FLOPs (executed) by the shape of the convolution that runs them.
 
-    Returns:
-      {(side, c_in, c_out): FLOPs} for the 3x3 convs and the fused 4x4 ones (side: the conv's
-      output height), {None: FLOPs} for 1x1 convs and dense layers; these sum to
-      `stage_flops(...)["iteration"]`. And {"elementwise": FLOPs}: the element-wise layers at
-      the same multiples, a measure of the memory-bound work.
+    {(side, c_in, c_out): FLOPs} for the 3x3 convs and the fused 4x4 ones (side: the conv's output height),
+    {None: FLOPs} for 1x1 convs and dense layers; these sum to `stage_flops(...)["iteration"]`. Plus
+    {"elementwise": FLOPs}: the element-wise layers at the same multiples, a measure of the memory-bound work.
     """
     mult_g, mult_d = ITERATION_MULTIPLES[loss]
     work = {}

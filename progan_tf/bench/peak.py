@@ -2,17 +2,14 @@
 
   progan-bench --peak_only [--json peak.json]
 
-The convolution is timed forward + backward (Conv2D, Conv2DBackpropInput,
-Conv2DBackpropFilter: 3 x 2 x MACs) at the shapes ProGAN trains at, since that is
-what a training step is made of; `progan-bench` reports its achieved FLOP/s as a
-fraction of the best of these. MACs are counted as `progan_tf.bench.flops` counts them:
-executed (taps on the image) for the peak, nominal (zero padding included) beside it.
+The convolution is timed forward + backward (Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter: 3 x 2 x MACs) at the
+shapes ProGAN trains at, since that is what a training step is made of; `progan-bench` reports its achieved FLOP/s as
+a fraction of the best of these. MACs are counted as `progan_tf.bench.flops` counts them: executed (taps on the image)
+for the peak, nominal (zero padding included) beside it.
 
-Timing follows the quiet-machine rule: every timed window also measures the CPU
-time that other processes used during it, and a window in which they used more than
-`max_other_cores` is thrown away and repeated. If the machine does not get quiet
-within the time budget, the noisy windows are kept and the result says so
-(`"quiet": false`).
+Quiet-machine rule: every timed window also measures the CPU time other processes used during it, and a window in
+which they used more than `max_other_cores` is thrown away and repeated. If the machine does not get quiet within the
+time budget, the noisy windows are kept and the result says so (`"quiet": false`).
 """
 import json
 import statistics
@@ -55,11 +52,8 @@ class OtherLoad:
 
 
 def wait_for_quiet(max_other_cores=MAX_OTHER_CORES, probe_seconds=0.5, deadline=None):
-    """Sleep until a probe of `probe_seconds` sees other processes below the threshold.
-
-    Returns:
-      True if quiet was seen, False if `deadline` (a time.monotonic() value) passed first.
-    """
+    """Sleep until a probe of `probe_seconds` sees other processes below the threshold -> True; False if `deadline`
+    (a time.monotonic() value) passed first."""
     while True:
         with OtherLoad() as load:
             time.sleep(probe_seconds)
@@ -71,18 +65,11 @@ def wait_for_quiet(max_other_cores=MAX_OTHER_CORES, probe_seconds=0.5, deadline=
 
 
 def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget_seconds=300.0):
-    """Time `run_window()` until `repeats` windows were quiet, or the budget runs out.
+    """Time `run_window()` (which must block until done) until `repeats` windows were quiet, or the budget runs out.
 
-    Args:
-      run_window: callable doing the work of one window (it must block until done).
-      repeats: quiet windows wanted.
-      max_other_cores: a window is quiet if other processes used at most this many cores.
-      budget_seconds: give up waiting for quiet after this long; the noisy windows then count.
-
-    Returns:
-      dict: seconds (the windows used, quiet ones if there are enough), median, spread
-      ((max - min) / median), other_cores per window used, quiet (all used windows quiet),
-      rejected (noisy windows thrown away).
+    A window is quiet if other processes used at most `max_other_cores`; after `budget_seconds` the noisy windows
+    count. Returns a dict: seconds (the windows used, quiet ones if there are enough), median, spread
+    ((max - min) / median), other_cores per window used, quiet (all used windows quiet), rejected (noisy ones dropped).
     """
     deadline = time.monotonic() + budget_seconds
 
@@ -140,11 +127,8 @@ def matmul_peak(n=4096, iterations=4, **timing_args):
 
 
 def loop_window(op, target_seconds):
-    """`op()` in an in-graph loop (no Python dispatch between iterations) of about `target_seconds`.
-
-    Returns:
-      (iterations per window, a function that runs one window and blocks until it is done).
-    """
+    """`op()` in an in-graph loop (no Python dispatch between iterations) of about `target_seconds`
+    -> (iterations per window, a function that runs one window and blocks until it is done)."""
     @tf.function
     def window(iterations):
         acc = tf.zeros([])
@@ -162,24 +146,17 @@ def loop_window(op, target_seconds):
 
 
 def _time_loop(op, target_seconds, **timing_args):
-    """Time `op()` run in an in-graph loop of about `target_seconds` per window.
-
-    Returns:
-      (iterations per window, the `timed_windows` result).
-    """
+    """Time `op()` in an in-graph loop of about `target_seconds` per window -> (iterations, `timed_windows` result)."""
     iterations, run_window = loop_window(op, target_seconds)
     run_window()
     return iterations, timed_windows(run_window, **timing_args)
 
 
 def conv_fwd_bwd(x, w, dy):
-    """One 3x3 'SAME' convolution forward and its input and filter gradients, all three live.
+    """One 3x3 'SAME' conv forward and its input and filter gradients -> a scalar depending on all three.
 
-    The gradients do not need the forward's result, so unless the result is used
-    Grappler prunes the forward and a "fwd+bwd" rate would count work never done.
-
-    Returns:
-      a scalar that depends on the forward output and both gradients.
+    The gradients do not need the forward's result, so unless the result is used Grappler prunes the forward and a
+    "fwd+bwd" rate would count work never done.
     """
     with tf.GradientTape() as tape:
         tape.watch([x, w])
@@ -227,17 +204,13 @@ def print_table(peak, print_fn=print):
         shape = "x".join(map(str, r.get("shape", [r.get("n")] * 2)))
         print_fn(f"{r['op']:<18} {shape:<26} {r['gflops']:8.1f} {r['gflops_best']:8.1f} {r['gflops_nominal']:8.1f} "
               f"{r['spread']:7.1%} {max(r['other_cores']):7.2f} {'yes' if r['quiet'] else 'NO (machine busy)'}")
-    print_fn(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} GFLOP/s "
-          f"executed ({peak['conv_peak_gflops_nominal']:.1f} nominal)"
+    print_fn(f"peak: matmul {peak['matmul_gflops']:.1f} GFLOP/s, conv3x3 fwd+bwd {peak['conv_peak_gflops']:.1f} "
+          f"GFLOP/s executed ({peak['conv_peak_gflops_nominal']:.1f} nominal)"
           + ("" if peak["quiet"] else "  [NOT QUIET: other processes used > 0.15 cores in some windows]"))
 
 
 def read_peak(path):
-    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used).
-
-    Raises:
-      ValueError: the file holds no usable peak.
-    """
+    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used); else ValueError."""
     with open(path, encoding="utf-8") as f:
         peak = json.load(f)
     peak = peak.get("peak") or peak

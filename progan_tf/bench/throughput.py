@@ -3,16 +3,13 @@
   progan-bench --reference                             # the reference CPU config, 4..64
   progan-bench --flagfile=configs/demo.flags --bench_resolutions=16,32 --peak
 
-For each resolution the stage's G, D, Gs and optimisers are built by
-`Trainer.build_phase` and trained by the trainer's own step (`steps_per_call` steps
-per call, as the training loop runs them) on synthetic images held in memory, so
-no input pipeline is timed. After a warm-up, timed windows of `--steps` steps run
-under the quiet-machine rule of `peak.py` (windows during which other processes used
-more than 0.15 cores are repeated); the median and spread of the windows are
-reported. FLOPs are the analytical count of `progan_tf.bench.flops` (4 F_G + 14 F_D for
-WGAN-GP), which tests/test_flops.py checks against the traced graph: executed FLOPs
-(conv taps on the image) for GFLOP/s and "% of peak", nominal ones (zero padding
-included, the usual count) in the "%nom" column, against the nominal peak.
+For each resolution the stage's G, D, Gs and optimisers are built by `Trainer.build_phase` and trained by the
+trainer's own step (`steps_per_call` steps per call, as the training loop runs them) on synthetic in-memory images,
+so no input pipeline is timed. After a warm-up, timed windows of `--steps` steps run under the quiet-machine rule of
+`peak.py` (windows where other processes used more than 0.15 cores are repeated); their median and spread are
+reported. FLOPs are the analytical count of `progan_tf.bench.flops` (4 F_G + 14 F_D for WGAN-GP), which
+tests/test_flops.py checks against the traced graph: executed FLOPs (conv taps on the image) for GFLOP/s and
+"% of peak", nominal ones (zero padding included, the usual count) in the "%nom" column, against the nominal peak.
 """
 import dataclasses
 import time
@@ -61,13 +58,9 @@ def _synthetic_data(strategy, batch, resolution, channels, seed=0):
 def phase_runner(trainer, phase, python_loop=False):
     """The phase's compiled step, called as the training loop calls it, on synthetic in-memory images.
 
-    Args:
-      python_loop: use the single-step function, called from Python once per step with
-        the batch taken from the iterator in Python (the loop before steps_per_call),
-        instead of the `config.steps_per_call`-step function the training loop uses.
-
-    Returns:
-      (run, steps_per_call): run(n_calls) makes n calls, waits for the last and returns its losses.
+    Returns (run, steps_per_call): run(n_calls) makes n calls, waits for the last and returns its losses.
+    `python_loop` uses the single-step function, called from Python once per step with the batch taken from the
+    iterator in Python (the loop before steps_per_call), instead of the `config.steps_per_call`-step function.
     """
     models = trainer.build_phase(phase)
     k = 1 if python_loop else trainer.config.steps_per_call
@@ -98,15 +91,9 @@ def phase_runner(trainer, phase, python_loop=False):
 
 
 def benchmark_phase(trainer, phase, steps, warmup, repeats, budget_seconds, python_loop=False, window_seconds=2.0):
-    """Time the trainer's step on one phase.
+    """Time the trainer's step on one phase -> dict of timings and rates (arguments as in `run_benchmark`).
 
-    Args:
-      steps, warmup, repeats, budget_seconds: see `run_benchmark`.
-      window_seconds: a timed window runs at least `steps` steps and about this long.
-      python_loop: see `phase_runner`.
-
-    Returns:
-      dict of timings and rates for this phase.
+    A timed window runs at least `steps` steps and about `window_seconds`; `python_loop`: see `phase_runner`.
     """
     run, k = phase_runner(trainer, phase, python_loop)
     start = time.perf_counter()
@@ -134,17 +121,11 @@ def run_benchmark(trainer, resolutions=None, fade=False, steps=20, warmup=5, rep
                   peak=None, python_loop=False, print_fn=print):
     """Benchmark every resolution of a trainer's config (its stable phase, and its fade phase with `fade`).
 
-    Args:
-      trainer: a progan_tf.training Trainer (its data is not read); `config.steps_per_call` is used.
-      resolutions: the resolutions to time (default: all of the schedule's).
-      fade: time the fade phases too.
-      steps, warmup, repeats: steps per timed window, warm-up steps, quiet windows per phase.
-      budget_seconds: how long to wait for a quiet machine per phase.
-      peak: the result of `peak.measure()` (or None: fractions of peak are omitted).
-      python_loop: see `benchmark_phase`.
-
-    Returns:
-      dict with the configuration, the peak and one row per phase (the table goes to print_fn).
+    `trainer`'s data is not read; its `config.steps_per_call` is used. `resolutions` default to all of the schedule's.
+    `steps`: steps per timed window, `warmup`: warm-up steps, `repeats`: quiet windows per phase, `budget_seconds`:
+    how long to wait for a quiet machine per phase. `peak`: a `peak.measure()` result, or None to omit fractions of
+    peak; `python_loop`: see `phase_runner`. Returns a dict with the configuration, the peak and one row per phase
+    (the table goes to print_fn).
     """
     network, schedule, config = trainer.network, trainer.schedule, trainer.config
     print_fn(HEADER)

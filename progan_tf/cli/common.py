@@ -51,13 +51,10 @@ _KINDS = {int: "integer", float: "float", bool: "boolean", str: "string", tuple:
 
 
 def define_config_flags(cls, group, skip=(), defaults=None):
-    """One flag per field of the dataclass `cls`, with its default and its docstring's help.
+    """One flag per field of the config dataclass `cls`, with its default and its docstring's help, in --help `group`.
 
-    Args:
-      cls: a config dataclass.
-      group: the --help group of its flags.
-      skip: fields that get no flag (the command sets them another way).
-      defaults: field -> default shown instead of the dataclass's.
+    `skip`: fields that get no flag (the command sets them another way); `defaults`: field -> default shown instead of
+    the dataclass's.
     """
     helps, defaults = attribute_help(cls), defaults or {}
     for field in dataclasses.fields(cls):

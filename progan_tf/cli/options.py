@@ -39,11 +39,8 @@ common.define_config_flags(TrainConfig, "Training")
 def options_from_flags(f, keep_run_network=False):
     """Turn flags into (NetworkConfig, Schedule, TrainConfig), validating every value.
 
-    With `keep_run_network` (progan-train), a run being resumed keeps the network fields of its
-    config.json that no flag gives (`kept_network_values`), and says so.
-
-    Raises:
-      UsageError, ConfigError: a one-line message naming the bad flag.
+    With `keep_run_network` (progan-train), a run being resumed keeps the network fields of its config.json that no flag
+    gives (`kept_network_values`), and says so. A bad value raises UsageError or ConfigError, one line naming the flag.
     """
     for name, low in (("stop_at_kimg", 0), ("cpu_devices", 0), ("synthetic_images", 1)):
         if getattr(f, name) < low:
@@ -67,8 +64,8 @@ def options_from_flags(f, keep_run_network=False):
 def kept_network_values(f, values):
     """{field: value} of the network fields a resumed run keeps from its config.json: those no flag gives.
 
-    So a run started under other defaults (the unfused networks before 0.1's fused ones, say) resumes
-    with the networks its checkpoints hold, and a flag given explicitly still has to match them.
+    So a run started under other defaults (the unfused networks before 0.1's fused ones, say) resumes with the networks
+    its checkpoints hold, and a flag given explicitly still has to match them.
     """
     path = os.path.join(f.run_dir, runs.CONFIG_FILE)
     try:

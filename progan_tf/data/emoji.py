@@ -1,10 +1,9 @@
 """Real drawings that install offline: every emoji a colour-emoji font draws.
 
-Debian's fonts-noto-color-emoji (SIL Open Font License 1.1) ships Noto Color Emoji,
-whose glyphs are PNG drawings of 136x128 pixels. `EmojiSource` renders each single
-emoji, each skin-tone variant and each flag the font draws as one picture (about 2,300
-in version 2.042), and splits them into a fixed train and test set by base emoji, so
-that no skin-tone variant of a test image is in the training set.
+Debian's fonts-noto-color-emoji (SIL Open Font License 1.1) ships Noto Color Emoji, whose glyphs are PNG drawings of
+136x128 pixels. `EmojiSource` renders each single emoji, each skin-tone variant and each flag the font draws as one
+picture (about 2,300 in version 2.042), and splits them into a fixed train and test set by base emoji, so that no
+skin-tone variant of a test image is in the training set.
 """
 import functools
 import hashlib
@@ -75,12 +74,8 @@ def find_emoji(font_path):
 
 
 class EmojiSource(IndexedSource):
-    """The emoji of a colour-emoji font (default: Debian's Noto Color Emoji), one split of them.
-
-    Args:
-      font_path: a CBDT colour-emoji font.
-      split: "all", "train" (4 of every 5 base emoji) or "test" (the 5th, with its variants).
-    """
+    """The emoji of a CBDT colour-emoji font (default: Debian's Noto Color Emoji), one split of them.
+    split: "all", "train" (4 of every 5 base emoji) or "test" (the 5th, with its variants)."""
     kind = "emoji"
 
     def __init__(self, font_path=DEFAULT_FONT, split="all"):

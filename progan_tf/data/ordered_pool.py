@@ -1,14 +1,12 @@
 """ordered_map: `map(func, items)` over worker processes, in order, that an interrupt cannot hang.
 
-multiprocessing.Pool shares one task queue and one result queue among its workers, each guarded
-by a lock between processes; a worker killed while it holds one (SIGTERM reaching the process
-group, Pool.terminate itself) can leave Pool.terminate() waiting forever (CPython issues 96995,
-73945). Here each worker has its own two pipes, one writer and one reader each, so ending the
-workers is a SIGKILL and nothing else waits on them.
-
-Chunk k of `items` goes to worker k % n and comes back from it in turn, so results keep the input
-order. A thread in the parent iterates `items` and sends the chunks (so a slow or streaming source
-overlaps with encoding); at most `depth` chunks per worker are in flight.
+multiprocessing.Pool shares one task queue and one result queue among its workers, each guarded by a lock between
+processes; a worker killed while it holds one (SIGTERM reaching the process group, Pool.terminate itself) can leave
+Pool.terminate() waiting forever (CPython issues 96995, 73945). Here each worker has its own two pipes, one writer and
+one reader each, so ending the workers is a SIGKILL and nothing else waits on them.
+Chunk k of `items` goes to worker k % n and comes back from it in turn, so results keep the input order. A thread in
+the parent iterates `items` and sends the chunks (so a slow or streaming source overlaps with encoding); at most
+`depth` chunks per worker are in flight.
 """
 import itertools
 import multiprocessing
@@ -22,8 +20,8 @@ _END = "end"
 def ordered_map(func, items, workers, initializer, initargs=(), chunk=8, depth=4):
     """Yield func(item) for each item, in order, computed in `workers` fresh processes.
 
-    Each worker first runs initializer(*initargs). An exception in func is raised here (as the
-    worker raised it); one in iterating `items` is raised after the results before it.
+    Each worker first runs initializer(*initargs). An exception in func is raised here (as the worker raised it); one
+    in iterating `items` is raised after the results before it.
     """
     context = _context(func.__module__)
     links, procs = [], []
@@ -71,8 +69,8 @@ def ordered_map(func, items, workers, initializer, initargs=(), chunk=8, depth=4
 def _context(preload):
     """Workers never fork from this (multi-threaded: TensorFlow, tqdm) process.
 
-    A plain fork can copy a lock another thread holds and hang the child; the forkserver
-    imports `preload` (func's module) once in a clean process and forks the workers from there.
+    A plain fork can copy a lock another thread holds and hang the child; the forkserver imports `preload` (func's
+    module) once in a clean process and forks the workers from there.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

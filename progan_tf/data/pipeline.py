@@ -1,23 +1,16 @@
 """tf.data input pipelines that feed the trainer.
 
-A training dataset is read through the same small interface everywhere:
+A training dataset has the same small interface everywhere: num_channels, max_resolution, num_images, and
+batches(resolution, per_replica_batch, input_context=None, mirror=False, seed=0, skip_batches=0) -> an infinite
+tf.data.Dataset of float32 [per_replica_batch, R, R, C] in [-1, 1]. The stream is a pure function of (seed, input
+pipeline): the same arguments give the same batches in every process, and `skip_batches=k` gives that stream without
+its first k batches, cheaply. That is what lets a resumed run see exactly the data an uninterrupted run would have
+seen. The trainer calls `batches` from `strategy.distribute_datasets_from_function`, so each input pipeline shards by
+`input_context` and batches per replica.
 
-  dataset.num_channels, dataset.max_resolution, dataset.num_images
-  dataset.batches(resolution, per_replica_batch, input_context=None, mirror=False, seed=0,
-                 skip_batches=0)
-      -> infinite tf.data.Dataset of float32 [per_replica_batch, R, R, C] in [-1, 1]
-
-The stream is a pure function of (seed, input pipeline): the same arguments give
-the same batches in every process, and `skip_batches=k` gives that stream without
-its first k batches, cheaply. That is what lets a resumed run see exactly the data
-an uninterrupted run would have seen.
-
-The trainer calls `batches` from `strategy.distribute_datasets_from_function`, so
-each input pipeline shards by `input_context` and batches per replica.
-
-Datasets here: ArrayDataset (images in memory) and PreparedDataset (a dataset prepared
-by progan-prepare; `open_dataset(data_dir)` opens and checks one). The inputs that
-progan-prepare reads are "sources" (progan_tf.data.sources).
+Datasets here: ArrayDataset (images in memory) and PreparedDataset (a dataset prepared by progan-prepare;
+`open_dataset(data_dir)` opens and checks one). The inputs that progan-prepare reads are "sources"
+(progan_tf.data.sources).
 """
 import hashlib
 import os
@@ -33,13 +26,9 @@ from progan_tf.errors import ConfigError
 class ArrayDataset:
     """Images held in memory (the embedded synthetic set, small experiments, tests).
 
-    Lower resolutions are made with the prepared datasets' own rule
-    (`tfrecord.downsample_2x2`), so training on these images or on the same images
-    prepared as TFRecords sees the same pixels.
-
-    Args:
-      images: uint8 array [N, R, R, C] at the maximum resolution.
-      name: a label for logs and the run config.
+    `images`: uint8 [N, R, R, C] at the maximum resolution; `name` labels logs and the run config. Lower resolutions
+    are made with the prepared datasets' own rule (`tfrecord.downsample_2x2`), so training on these images or on the
+    same images prepared as TFRecords sees the same pixels.
     """
 
     def __init__(self, images, name="array"):
@@ -105,9 +94,9 @@ def indexed_batches(images, per_replica_batch, input_context, seed, skip_batches
 def finish_batches(batches, mirror, seed, first_batch):
     """[B, R, R, C] uint8 or [0, 255] floats -> float32 in [-1, 1], mirrored, prefetched.
 
-    Each image's flip is a stateless function of (seed, its position in the stream), so
-    a stream skipped ahead on resume flips as the uninterrupted one did, and the same
-    images flip alike however many replicas split the stream into batches.
+    Each image's flip is a stateless function of (seed, its position in the stream), so a stream skipped ahead on
+    resume flips as the uninterrupted one did, and the same images flip alike however many replicas split the stream
+    into batches.
     """
     seed = tf.constant(seed, tf.int64)
 
@@ -130,20 +119,11 @@ def finish_batches(batches, mirror, seed, first_batch):
 class PreparedDataset:
     """A dataset prepared by progan-prepare (datasets/<name>/), read one resolution at a time.
 
-    Levels of at most `cache_mb` are read once into memory and served like ArrayDataset;
-    larger ones stream from their shards: files assigned per input pipeline, read in
-    parallel (interleaved), shuffled in a buffer of `shuffle_mb`, decoded a batch at a time.
-    Each epoch's file order and shuffle are seeded by (seed, epoch), so `skip_batches`
-    restarts the stream at the right epoch and skips only raw records within it.
-
-    Args:
-      data_dir: the prepared dataset directory.
-      cache_mb: largest level (uint8 bytes) kept in memory.
-      shuffle_mb: shuffle-buffer size when streaming.
-      parallel_reads: shards read at once when streaming.
-
-    Raises:
-      ValueError: data_dir is not a complete prepared dataset.
+    Levels of at most `cache_mb` (uint8 bytes) are read once into memory and served like ArrayDataset; larger ones
+    stream from their shards: files assigned per input pipeline, `parallel_reads` shards read at once (interleaved),
+    shuffled in a buffer of `shuffle_mb`, decoded a batch at a time. Each epoch's file order and shuffle are seeded by
+    (seed, epoch), so `skip_batches` restarts the stream at the right epoch and skips only raw records within it.
+    Raises ValueError if data_dir is not a complete prepared dataset.
     """
 
     def __init__(self, data_dir, cache_mb=256, shuffle_mb=256, parallel_reads=8):
@@ -243,19 +223,10 @@ class PreparedDataset:
 
 
 def open_dataset(data_dir, num_channels=None, max_resolution=None, **options):
-    """Open a prepared dataset for training, checking it against the run's configuration.
+    """Open datasets/<name> (as written by progan-prepare) as a PreparedDataset, checked against the run's config.
 
-    Args:
-      data_dir: datasets/<name> as written by progan-prepare.
-      num_channels: channels the run expects (None: don't check).
-      max_resolution: resolution the run trains up to (None: don't check).
-      **options: PreparedDataset options (cache_mb, shuffle_mb, parallel_reads).
-
-    Returns:
-      a PreparedDataset.
-
-    Raises:
-      ValueError: a one-line message naming the mismatch and its fix.
+    num_channels and max_resolution (the run trains up to) are checked unless None; **options go to PreparedDataset.
+    Raises ValueError with a one-line message naming the mismatch and its fix.
     """
     dataset = PreparedDataset(data_dir, **options)
     if num_channels is not None and num_channels != dataset.num_channels:
@@ -270,9 +241,8 @@ def open_dataset(data_dir, num_channels=None, max_resolution=None, **options):
 def drop_in_background(box):
     """Delete what the list `box` holds on a daemon thread; the caller must hold no other reference.
 
-    Deleting a tf.data iterator waits for its pipeline's threads, and one of them can sleep for
-    tens of seconds: demo runs sat idle for 20-25 s after their last tick, in that deletion
-    (py-spy: `RootDataset::Iterator::~Iterator` waiting on a thread of the pipeline). The run's
-    checkpoint and export need not wait for it, nor the next phase.
+    Deleting a tf.data iterator waits for its pipeline's threads, and one of them can sleep for tens of seconds: demo
+    runs sat idle for 20-25 s after their last tick, in that deletion (py-spy: `RootDataset::Iterator::~Iterator`
+    waiting on a thread of the pipeline). The run's checkpoint and export need not wait for it, nor the next phase.
     """
     threading.Thread(target=box.clear, name="progan-drop-iterator", daemon=True).start()

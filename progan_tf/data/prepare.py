@@ -1,10 +1,9 @@
 """The preparation job of progan-prepare: images of a source -> a prepared dataset (data/tfrecord.py).
 
-Images are decoded, squared and resized, turned into their 2x2 pyramid and encoded by a
-pool of worker processes, and written round-robin into per-resolution shards. A dataset
-is written into a hidden `.<name>.partial-<pid>` directory beside the target; the
-manifest is its last file and the directory is renamed into place only when complete,
-so a reader never accepts an interrupted dataset.
+Images are decoded, squared and resized, turned into their 2x2 pyramid and encoded by a pool of worker processes, and
+written round-robin into per-resolution shards. A dataset is written into a hidden `.<name>.partial-<pid>` directory
+beside the target; the manifest is its last file and the directory is renamed into place only when complete, so a
+reader never accepts an interrupted dataset.
 """
 import contextlib
 import hashlib
@@ -45,17 +44,9 @@ def shards_per_level(num_images, max_resolution, num_channels, shards=0, images_
 def preflight(source, max_resolution=0, crop="center", allow_upscale=False, sample=PREFLIGHT_SAMPLE):
     """Decode the first few images to choose or check the maximum resolution before any heavy work.
 
-    Args:
-      source: an image source (progan_tf.data.sources).
-      max_resolution: the wanted top resolution, or 0 for the largest power of two the
-        sampled images reach.
-
-    Returns:
-      (the maximum resolution to prepare, seconds one sampled image took to load).
-
-    Raises:
-      SourceError: the sampled images are unreadable (and a size must be inferred), or all
-        smaller than `max_resolution` without `allow_upscale`.
+    Returns (the maximum resolution to prepare, seconds one sampled image took to load); max_resolution 0 picks the
+    largest power of two the sampled images reach. Raises SourceError if the sampled images are unreadable (and a
+    size must be inferred), or all smaller than `max_resolution` without `allow_upscale`.
     """
     sides, shapes, begin, loaded = [], [], time.perf_counter(), 0
     for item in itertools.islice(source.items(), sample):
@@ -87,14 +78,8 @@ def preflight(source, max_resolution=0, crop="center", allow_upscale=False, samp
 def prepare_from_spec(spec, out_dir, dry_run=False, source_options=None, **options):
     """What progan-prepare does: open the source `spec` and prepare it into `out_dir` (or only plan it).
 
-    Args:
-      spec: a --source value (see sources.open_image_source, whose options `source_options` are).
-      out_dir: the dataset directory to write.
-      dry_run: check the source and return the plan (`plan_dataset`) instead of writing.
-      **options: of `prepare_dataset`.
-
-    Returns:
-      The plan dict for a dry run, else the manifest.
+    spec: a --source value (see sources.open_image_source, whose options `source_options` are); **options are
+    `prepare_dataset`'s. Returns the manifest, or with dry_run the plan dict (`plan_dataset`) without writing.
     """
     if not dry_run:
         check_target(out_dir, options.get("overwrite", False))
@@ -130,9 +115,8 @@ def plan_dataset(source, max_resolution=0, crop="center", allow_upscale=False, n
                  images_per_shard=0):
     """Resolve what prepare_dataset would do, after a quick check of the source (see `preflight`).
 
-    Returns:
-      dict with max_resolution, resolutions, num_channels, num_images (before skipping), shards and
-      estimated_seconds (single-process work, from the sampled images).
+    Returns a dict with max_resolution, resolutions, num_channels, num_images (before skipping), shards and
+    estimated_seconds (single-process work, from the sampled images).
     """
     if crop not in ("center", "pad"):
         raise ValueError(f"crop={crop!r} is unknown; choose center or pad")
@@ -149,30 +133,17 @@ def plan_dataset(source, max_resolution=0, crop="center", allow_upscale=False, n
 def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upscale=False, overwrite=False,
                     num_images=0, shards=0, images_per_shard=0, keep_labels=False, shuffle=True, seed=0,
                     workers=0, progress=True):
-    """Encode `source` into a multi-resolution TFRecord dataset at `out_dir`.
+    """Encode `source` into a multi-resolution TFRecord dataset at `out_dir` (e.g. datasets/<name>).
 
-    Args:
-      source: an image source (progan_tf.data.sources).
-      out_dir: the dataset directory to create (e.g. datasets/<name>).
-      max_resolution: top resolution, a power of two >= 4; 0 = the largest the images reach.
-      crop: "center" or "pad" (see sources.fit_square).
-      allow_upscale: enlarge images smaller than max_resolution instead of skipping them.
-      overwrite: replace an existing dataset at out_dir.
-      num_images: use only the first this many images (0 = all).
-      shards, images_per_shard: shard count per resolution (0 and 0 = about 256 MB per file).
-      keep_labels: store each image's label (class folder, digit, tfds ClassLabel).
-      shuffle: store the images in a random order (seeded by `seed`) when the source allows,
-        as the official tool does, so that streaming reads are well mixed.
-      workers: encoding processes (0 = one per CPU core, or 1 when the work is estimated
-        under AUTO_POOL_SECONDS).
-      progress: show a progress bar and the skipped files on stderr.
-
-    Returns:
-      the manifest dict, with "seconds" and "images_per_second" of this run.
-
-    Raises:
-      SourceError: the source is unusable or every image was skipped.
-      FileExistsError: out_dir exists and overwrite is False.
+    Returns the manifest dict, with "seconds" and "images_per_second" of this run. max_resolution: a power of two >= 4;
+    0 = the largest the images reach. crop: "center" or "pad" (see sources.fit_square). allow_upscale enlarges images
+    smaller than max_resolution instead of skipping them. num_images: only the first this many (0 = all). shards,
+    images_per_shard: shard count per resolution (0 and 0 = about 256 MB per file). keep_labels stores each image's
+    label (class folder, digit, tfds ClassLabel). shuffle stores the images in a random order (seeded by `seed`) when
+    the source allows, as the official tool does, so that streaming reads are well mixed. workers: encoding processes
+    (0 = one per CPU core, or 1 when the work is estimated under AUTO_POOL_SECONDS). progress shows a progress bar and
+    the skipped files on stderr. Raises SourceError if the source is unusable or every image was skipped,
+    FileExistsError if out_dir exists and overwrite is False.
     """
     check_target(out_dir, overwrite)
     plan = plan_dataset(source, max_resolution, crop, allow_upscale, num_images, shards, images_per_shard)
@@ -227,11 +198,10 @@ def _ordered_items(source, count, shuffle, seed):
 
 
 def _encode_all(items, work, workers, writer, progress, total):
-    """Encode `items` (in this process or a pool of `workers`) into `writer`.
+    """Encode `items` (in this process or a pool of `workers`) into `writer` -> (skipped, duplicates).
 
-    Returns:
-      (skipped [{item, reason}], duplicates [{item, same_as}]): duplicates are items whose top level
-      is, pixel for pixel, one written before (copies, links); they are kept, and reported.
+    skipped: [{item, reason}]; duplicates: [{item, same_as}], items whose top level is, pixel for pixel, one written
+    before (copies, links); they are kept, and reported.
     """
     from tqdm import tqdm
 

@@ -1,18 +1,11 @@
 """Raw image sources for progan-prepare: a folder, tfds, MNIST IDX, CIFAR-10 binary, synthetic, emoji.
 
-Every source is a small picklable object with the same interface:
-
-  source.kind, source.description     for the manifest
-  source.num_channels                 channels of every loaded image (1 or 3)
-  source.label_names                  class names, or None when it has no labels
-  source.random_access                True when items() can be reordered (a list)
-  len(source)                         number of items
-  source.items()                      iterable of small picklable work items
-  source.load(item)                   -> (uint8 [H, W, C], label int or None); raises BadImage
-  source.item_name(item)              how a skipped item is named in the manifest
-
-`load` runs in worker processes, so it uses only NumPy and Pillow. Images are then
-squared and resized by `fit_square`, the same for every source.
+Every source is a small picklable object with the same interface: kind and description (for the manifest);
+num_channels (of every loaded image, 1 or 3); label_names (class names, or None without labels); random_access (True
+when items() can be reordered: a list); len(source); items() (iterable of small picklable work items); load(item) ->
+(uint8 [H, W, C], label int or None), raising BadImage; item_name(item) (how a skipped item is named in the manifest).
+`load` runs in worker processes, so it uses only NumPy and Pillow. Images are then squared and resized by
+`fit_square`, the same for every source.
 """
 import gzip
 import io
@@ -36,9 +29,9 @@ class SourceError(ValueError):
 def to_array(image, num_channels=3):
     """A Pillow image as uint8 [H, W, num_channels].
 
-    Conversions: 16-bit and 32-bit integer greyscale are scaled to 8 bits (round(v / 257));
-    transparency (RGBA, LA, palette with a transparent colour) is composited over black;
-    greyscale is repeated into RGB and colour is reduced to luma (ITU-R 601) for 1 channel.
+    16-bit and 32-bit integer greyscale are scaled to 8 bits (round(v / 257)); transparency (RGBA, LA, palette with a
+    transparent colour) is composited over black; greyscale is repeated into RGB and colour is reduced to luma
+    (ITU-R 601) for 1 channel.
     """
     image = ImageOps.exif_transpose(image)  # camera JPEGs store rotation as a tag
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -72,20 +65,10 @@ def decode_image(data, num_channels=3):
 
 
 def fit_square(image, resolution, crop="center", allow_upscale=False):
-    """Centre-crop or pad an image to a square, then resize it to `resolution` with Lanczos.
+    """uint8 [H, W, C] -> uint8 [resolution, resolution, C]: centre-crop or pad to a square, then resize with Lanczos.
 
-    Args:
-      image: uint8 [H, W, C].
-      resolution: output side length.
-      crop: "center" keeps the central min(H, W) square; "pad" adds black borders
-        around the image to a max(H, W) square.
-      allow_upscale: whether a square smaller than `resolution` may be enlarged.
-
-    Returns:
-      uint8 [resolution, resolution, C].
-
-    Raises:
-      BadImage: the square is smaller than `resolution` and upscaling is not allowed.
+    crop "center" keeps the central min(H, W) square; "pad" adds black borders around the image to a max(H, W)
+    square. Raises BadImage if the square is smaller than `resolution` and allow_upscale is False.
     """
     h, w, c = image.shape
     if crop == "center":
@@ -110,9 +93,7 @@ def fit_square(image, resolution, crop="center", allow_upscale=False):
 
 class FolderSource:
     """Every PNG, JPEG, WebP and BMP file under `root`, recursively, in sorted path order.
-
-    Labels are the first-level sub-folder of each file (class folders, sorted by name).
-    """
+    Labels are the first-level sub-folder of each file (class folders, sorted by name)."""
     kind = "folder"
     random_access = True
 
@@ -196,9 +177,8 @@ class IndexedSource:
 class MnistSource(IndexedSource):
     """MNIST IDX files, padded from 28x28 to 32x32 as in the paper's dataset tool.
 
-    With `rgb`, the paper's MNIST-RGB: each image stacks three random digits as its
-    R, G and B channels (label 100*r + 10*g + b), `count` images, chosen per index
-    from `seed`.
+    With `rgb`, the paper's MNIST-RGB: each image stacks three random digits as its R, G and B channels
+    (label 100*r + 10*g + b), `count` images, chosen per index from `seed`.
     """
     kind = "mnist"
 
@@ -287,9 +267,7 @@ class SyntheticSource(IndexedSource):
 
 class TfdsSource:
     """A tfds dataset already prepared in `data_dir` (or prepared from `manual_dir`); never downloads.
-
-    Images are read still encoded and decoded by the workers, in parallel.
-    """
+    Images are read still encoded and decoded by the workers, in parallel."""
     kind = "tfds"
     random_access = False
 
@@ -356,19 +334,11 @@ def _tfds_prepared(builder):
 
 def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfds_data_dir=None,
                       tfds_manual_dir=None):
-    """Parse a --source value into a source object.
+    """Parse a --source value into a source object; raises SourceError, a one-line description of what is wrong.
 
-    Args:
-      spec: a folder path | tfds:NAME[/CONFIG][:SPLIT] | mnist:DIR[:SPLIT] | cifar10:DIR[:SPLIT] | synthetic
-        | emoji[:FONT][:all|train|test].
-      mnist_rgb: build the paper's MNIST-RGB from an mnist: source.
-      count: image count for synthetic and MNIST-RGB (0 = 4096 and 1,000,000).
-      seed: seed of synthetic and MNIST-RGB.
-      resolution: side length synthetic images are rendered at.
-      tfds_data_dir, tfds_manual_dir: local tfds directories.
-
-    Raises:
-      SourceError: a one-line description of what is wrong with the source.
+    spec: a folder path | tfds:NAME[/CONFIG][:SPLIT] | mnist:DIR[:SPLIT] | cifar10:DIR[:SPLIT] | synthetic
+    | emoji[:FONT][:all|train|test]. mnist_rgb builds the paper's MNIST-RGB from an mnist: source. count and seed are
+    for synthetic and MNIST-RGB (count 0 = 4096 and 1,000,000); synthetic images are rendered at side `resolution`.
     """
     kind, _, rest = spec.partition(":")
     if spec == "synthetic":

@@ -1,8 +1,7 @@
 """The embedded default dataset: coloured shapes on gradients, made on the fly.
 
-It needs no download, has real structure (edges, flat colour regions, smooth
-backgrounds, several object classes) and is deterministic per index, so the demo
-and the tests train on the same images on every machine.
+It needs no download, has real structure (edges, flat colour regions, smooth backgrounds, several object classes) and
+is deterministic per index, so the demo and the tests train on the same images on every machine.
 """
 import numpy as np
 
@@ -47,16 +46,10 @@ def _shape_mask(kind, size, cx, cy, radius, angle, supersample=4):
 
 
 def synthetic_image(index, resolution=MAX_RESOLUTION, seed=0):
-    """One image of the embedded dataset.
+    """One image of the embedded dataset -> (uint8 [resolution, resolution, 3], int class of the largest shape).
 
-    Args:
-      index: image number; the same (index, seed) always gives the same image.
-      resolution: side length in pixels (any size >= 4; the dataset is designed at 64).
-      seed: dataset seed.
-
-    Returns:
-      (image, label): uint8 [resolution, resolution, 3] and the int class of the
-      largest shape (an index into SHAPES).
+    The class is an index into SHAPES. The same (index, seed) always gives the same image. resolution: any side length
+    >= 4; the dataset is designed at 64.
     """
     rng = np.random.default_rng([seed, index])
     image = _gradient_background(rng, resolution)
@@ -76,17 +69,7 @@ def synthetic_image(index, resolution=MAX_RESOLUTION, seed=0):
 
 
 def synthetic_images(count, resolution=MAX_RESOLUTION, seed=0, start=0):
-    """A batch of embedded-dataset images.
-
-    Args:
-      count: number of images.
-      resolution: side length.
-      seed: dataset seed.
-      start: index of the first image.
-
-    Returns:
-      (images uint8 [count, R, R, 3], labels int64 [count]).
-    """
+    """Images start .. start + count - 1 of the embedded dataset -> (uint8 [count, R, R, 3], labels int64 [count])."""
     pairs = [synthetic_image(start + i, resolution, seed) for i in range(count)]
     images = np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, resolution, resolution, 3), np.uint8)
     labels = np.array([p[1] for p in pairs], dtype=np.int64)

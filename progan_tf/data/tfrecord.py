@@ -1,18 +1,12 @@
 """The prepared-dataset format: one sharded TFRecord set per resolution, plus manifest.json.
 
-  datasets/<name>/manifest.json
-  datasets/<name>/r0004/part-00000-of-00001.tfrecord
-  ...
-  datasets/<name>/r0256/part-00003-of-00004.tfrecord
-
-Each record is a tf.train.Example with `image` (the raw uint8 pixels, [R, R, C] in
-row-major HWC order) and, when labels are kept, `label` (int64). Every level below
-the top is the 2x2 average of the level above *as stored*, rounded half up in
-integers: `lower = (a + b + c + d + 2) // 4`. (The official tool averaged unrounded
-floats and rounded each level separately; ours differs from it by at most 1 and is
-exactly reproducible from the stored data.)
-
-progan_tf.data.prepare writes it (see there for how a dataset is made atomically).
+Layout: datasets/<name>/manifest.json, datasets/<name>/r0004/part-00000-of-00001.tfrecord, ...,
+datasets/<name>/r0256/part-00003-of-00004.tfrecord. Each record is a tf.train.Example with `image` (the raw uint8
+pixels, [R, R, C] in row-major HWC order) and, when labels are kept, `label` (int64). Every level below the top is the
+2x2 average of the level above *as stored*, rounded half up in integers: `lower = (a + b + c + d + 2) // 4`. (The
+official tool averaged unrounded floats and rounded each level separately; ours differs from it by at most 1 and is
+exactly reproducible from the stored data.) progan_tf.data.prepare writes it (see there for how a dataset is made
+atomically).
 """
 import json
 import os
@@ -62,16 +56,10 @@ def encode_example(image, label=None):
 
 
 def read_manifest(data_dir):
-    """Load and validate a prepared dataset's manifest.
+    """Load and validate a prepared dataset's manifest; returns the manifest dict.
 
-    Checks the format and version, the resolutions 4..max, and that every shard file
-    exists with the size the manifest records (so a damaged copy is refused too).
-
-    Returns:
-      the manifest dict.
-
-    Raises:
-      ValueError: one line saying what is wrong and how to fix it.
+    Checks the format and version, the resolutions 4..max, and that every shard file exists with the size the manifest
+    records (so a damaged copy is refused too). Raises ValueError: one line saying what is wrong and how to fix it.
     """
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isfile(path):
@@ -104,10 +92,9 @@ def read_manifest(data_dir):
 def without_autotune(dataset):
     """`dataset` with tf.data's autotuning off (parallelism AUTOTUNE then means one call per core).
 
-    Autotuning runs a thread that sleeps between optimisations, up to a minute at a time,
-    and deleting the dataset's iterator waits for that sleep to end: the trainer stalled
-    for up to 40 s at a phase switch or at the end of a run, idle. The pipelines here need
-    no tuning to outrun training (benchmarks/RESULTS.md, "Idle time").
+    Autotuning runs a thread that sleeps between optimisations, up to a minute at a time, and deleting the dataset's
+    iterator waits for that sleep to end: the trainer stalled for up to 40 s at a phase switch or at the end of a run,
+    idle. The pipelines here need no tuning to outrun training (benchmarks/RESULTS.md, "Idle time").
     """
     import tensorflow as tf
     options = tf.data.Options()
@@ -116,16 +103,9 @@ def without_autotune(dataset):
 
 
 def read_level(data_dir, resolution, manifest=None, labels=False):
-    """Every image of one level, in the order they were written.
+    """Every image of one level, in written order: uint8 [N, R, R, C], or (that, int64 [N] labels) with `labels`.
 
-    Args:
-      data_dir: a prepared dataset.
-      resolution: one of its resolutions.
-      manifest: its manifest, if already read.
-      labels: also return the labels (the dataset must have been prepared with keep_labels).
-
-    Returns:
-      uint8 [N, R, R, C], or (that, int64 [N]) with `labels`.
+    `labels` needs a dataset prepared with keep_labels; pass `manifest` if already read.
     """
     import tensorflow as tf
     manifest = manifest or read_manifest(data_dir)
@@ -163,9 +143,8 @@ def is_dataset(path):
 def check_target(out_dir, overwrite):
     """Refuse to write over anything but an empty directory or, with `overwrite`, a dataset of ours.
 
-    Raises:
-      FileExistsError: `out_dir` is a dataset and `overwrite` is False.
-      ValueError: `out_dir` holds something else, which --overwrite never deletes.
+    Raises FileExistsError if `out_dir` is a dataset and `overwrite` is False, ValueError if it holds something else
+    (which --overwrite never deletes).
     """
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
@@ -178,9 +157,7 @@ def check_target(out_dir, overwrite):
 
 class DatasetWriter:
     """Writes records round-robin into per-resolution shards of a temporary directory.
-
-    `commit` writes the manifest and renames the directory into place; `abort` removes it.
-    """
+    `commit` writes the manifest and renames the directory into place; `abort` removes it."""
 
     def __init__(self, out_dir, shard_counts, overwrite=False):
         self.out_dir = os.path.normpath(out_dir)
@@ -212,11 +189,7 @@ class DatasetWriter:
         self.num_images += 1
 
     def commit(self, manifest):
-        """Close the shards, write `manifest` (plus the shard list) and move the dataset into place.
-
-        Returns:
-          the full manifest.
-        """
+        """Close the shards, write the full manifest (`manifest` + shard list), move the dataset in place; return it."""
         for writer in self.writers.values():
             writer.close()
         levels = {}

@@ -1,14 +1,7 @@
-"""Evaluate a generator against real images: SWD, MS-SSIM and FID, with cached real statistics.
-
-Used by `progan-eval` and by the trainer's periodic evaluation. Everything here
-takes plain callables and iterators: a generator is any function latents
-float32 [N, latent_size] -> images [N, R, R, C] in [-1, 1], and real images are
-any iterator of uint8 batches [n, R, R, C].
-
-Real-image statistics (SWD descriptors, FID mean and covariance, the reals'
-own MS-SSIM) depend only on the dataset, resolution, image count and seed, so
-with a `cache_dir` they are computed once and reused; the reals iterator is
-then not read at all.
+"""Evaluate a generator against real images: SWD, MS-SSIM and FID, with cached real statistics (progan-eval and the
+trainer's periodic evaluation). A generator is any function latents float32 [N, latent_size] -> images
+[N, R, R, C] in [-1, 1]; real images any iterator of uint8 batches. The reals' statistics depend only on the data,
+resolution, image count and seed, so with a `cache_dir` they are computed once and the reals not read again.
 """
 import contextlib
 import json
@@ -25,18 +18,7 @@ METRICS = ("swd", "msssim", "fid")
 
 
 def generated_batches(generate_fn, num_images, latent_size, batch_size=64, seed=0):
-    """Images from latents z ~ N(0, I), as uint8 batches.
-
-    Args:
-      generate_fn: latents float32 [n, latent_size] -> images [n, R, R, C] in [-1, 1].
-      num_images: images in all.
-      latent_size: width of z.
-      batch_size: images per call.
-      seed: seeds the latents.
-
-    Yields:
-      uint8 [n, R, R, C], n = batch_size except perhaps the last.
-    """
+    """uint8 batches [n, R, R, C] of `generate_fn(z)`, z ~ N(0, I) from `seed`, `num_images` in all."""
     rng = np.random.default_rng(seed)
     for start in range(0, num_images, batch_size):
         latents = rng.standard_normal((min(batch_size, num_images - start), latent_size)).astype(np.float32)
@@ -44,27 +26,14 @@ def generated_batches(generate_fn, num_images, latent_size, batch_size=64, seed=
 
 
 def real_batches(dataset, resolution, batch_size=64, seed=0):
-    """Shuffled real images of a training dataset as uint8 batches.
-
-    Args:
-      dataset: a `progan_tf.data.pipeline` dataset (`dataset.batches(...)` yields [-1, 1] floats).
-      resolution: image side to read.
-      batch_size: images per batch.
-      seed: seeds the shuffle.
-
-    Yields:
-      uint8 [batch_size, R, R, C], endlessly (the source repeats).
-    """
+    """Shuffled uint8 batches [batch_size, R, R, C] of a `progan_tf.data.pipeline` dataset, endlessly (the source
+    repeats)."""
     for batch in dataset.batches(resolution, batch_size, seed=seed).as_numpy_iterator():
         yield to_uint8(batch)
 
 
 def take_images(batches, num_images):
-    """The first `num_images` images of an iterator of batches, batch by batch.
-
-    Raises:
-      ValueError: the iterator ends too early.
-    """
+    """The first `num_images` images of an iterator of batches, batch by batch; ValueError if it ends too early."""
     seen = 0
     for batch in batches:
         batch = batch[:num_images - seen]
@@ -135,21 +104,9 @@ def _store(metric, path, value):
 
 def real_statistics(real_batches, metrics, num_images, resolution, num_channels=3, seed=0, cache_dir=None,
                     feature_fn=None, feature_name="inception"):
-    """Statistics of the real images, from the cache where possible.
-
-    Args:
-      real_batches: iterator of uint8 [n, R, R, C]; read only if something is not cached.
-      metrics: subset of METRICS.
-      num_images: real images to use.
-      resolution, num_channels: image shape.
-      seed: seeds SWD neighbourhoods and MS-SSIM pairs.
-      cache_dir: directory for cached statistics (created), or None.
-      feature_fn: FID feature extractor (needed for "fid").
-      feature_name: names the extractor in the FID cache file.
-
-    Returns:
-      dict metric -> statistic: "swd" descriptors per level, "msssim" float, "fid" (mean, covariance).
-    """
+    """{metric: statistic} of the real images, from `cache_dir` where possible: "swd" descriptors per level,
+    "msssim" a float, "fid" (mean, covariance). `real_batches` is read only if something is not cached; `feature_name`
+    names the FID extractor in its cache file."""
     paths = _cache_paths(cache_dir, resolution, num_images, seed, feature_name) if cache_dir else {}
     stats = {m: _load_cached(m, paths[m]) for m in metrics} if cache_dir else dict.fromkeys(metrics)
     missing = [m for m in metrics if stats[m] is None]
@@ -171,25 +128,12 @@ def evaluate_generator(generate_fn, real_batches, metrics, num_images, resolutio
                        batch_size=64, seed=0, cache_dir=None, feature_fn=None, feature_name="inception"):
     """Score a generator against real images.
 
-    Args:
-      generate_fn: latents float32 [n, latent_size] -> images [n, R, R, C] in [-1, 1] (e.g. Gs).
-      real_batches: iterator of real uint8 [n, R, R, C] (only read when the cache lacks something).
-      metrics: subset of METRICS, e.g. ("swd", "msssim").
-      num_images: images on each side (the paper: 16 384 for SWD; MS-SSIM
-        scores num_images // 2 pairs of generated images).
-      resolution, latent_size, num_channels: the generator's shapes.
-      batch_size: generator batch.
-      seed: seeds latents, neighbourhoods and pairs; the same seed gives the same numbers.
-      cache_dir: where real statistics are cached (also holds the generated
-        images' SWD descriptors while they are compared), or None for memory only.
-      feature_fn: FID feature extractor, e.g. `fid.inception_feature_extractor(path)`.
-      feature_name: names the extractor in the FID cache.
-
-    Returns:
-      dict: `SWDx1e3_<level>`..., `SWDx1e3_avg`, `MSSSIM` (generated pairs),
-      `MSSSIM_reals` (real pairs, for reference), `FID`, as requested, plus
-      `num_images`, `resolution` and `seconds`.
-    """
+    `real_batches` is read only when the cache lacks something. `num_images` per side (the paper: 16 384 for SWD;
+    MS-SSIM scores num_images // 2 pairs). `seed` draws latents, neighbourhoods and pairs: the same seed, the same
+    numbers. `cache_dir` also holds the generated images' SWD descriptors while they are compared; `feature_fn` is the
+    FID extractor (`fid.inception_feature_extractor(path)`). Returns `SWDx1e3_<level>`..., `SWDx1e3_avg`, `MSSSIM`
+    (generated pairs), `MSSSIM_reals` (real pairs, for reference), `FID`, as requested, plus `num_images`,
+    `resolution` and `seconds`."""
     metrics = validate_metrics(metrics)
     if "fid" in metrics and feature_fn is None:
         raise ValueError("FID needs a feature extractor (fid.inception_feature_extractor(weights_path))")
@@ -224,19 +168,10 @@ def format_table(result):
 def evaluate_model(model, data_dir="", metrics=("swd", "msssim"), num_images=16384, resolution=None,
                    batch_size=64, seed=0, inception_weights="", cache_dir="", synthetic_images=4096, data_seed=0,
                    print_fn=print):
-    """What progan-eval does: score a run's Gs or an export against a prepared dataset.
-
-    Args:
-      model: a run directory, an export version directory or a base of versions (`sampling.open_sampler`).
-      data_dir: prepared dataset; empty for the embedded synthetic shapes (`synthetic_images`, `data_seed`).
-      metrics, num_images, batch_size, seed: as `evaluate_generator` (num_images is capped at the data's size).
-      resolution: runs only, see `runs.load_generator`.
-      inception_weights: local Keras InceptionV3 weights, for "fid".
-      cache_dir: where real statistics are cached (default <data_dir>/metrics_cache; none for synthetic data).
-
-    Returns:
-      The result dict of `evaluate_generator`, with "model" and "data".
-    """
+    """What progan-eval does: score a run's Gs or an export (`sampling.open_sampler`) against a prepared dataset
+    (empty `data_dir`: the embedded synthetic shapes). `num_images` is capped at the data's size; `cache_dir`
+    defaults to <data_dir>/metrics_cache (none for synthetic data). Returns `evaluate_generator`'s dict with "model"
+    and "data"."""
     from progan_tf import sampling
     from progan_tf.data.pipeline import ArrayDataset, open_dataset
     from progan_tf.data.synthetic import synthetic_images as make_images

@@ -1,14 +1,6 @@
-"""Fréchet Inception distance (Heusel et al. 2017) with a pluggable feature extractor.
-
-FID = |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians
-fitted to two sets of features. The features are Inception-v3's 2048-wide
-global-average pool, taken from the standard Keras ImageNet weights in a local
-file (this code never downloads). Any callable uint8 images -> [N, D] features
-can stand in for Inception (tests use a tiny one).
-
-The Keras ImageNet InceptionV3 is not the TF1 graph (2015-12-05) that
-published FIDs use, so our values track training progress faithfully but are
-not comparable digit for digit with numbers from papers.
+"""Fréchet Inception distance (Heusel et al. 2017) with a pluggable feature extractor: Inception-v3's pool features
+from the Keras ImageNet weights in a local file (never downloaded), or any callable uint8 images -> [N, D]. Not the
+TF1 graph behind published FIDs, so compare our values with each other only (docs/METRICS.md).
 """
 import os
 
@@ -22,11 +14,7 @@ INCEPTION_RESOLUTION = 299  # Inception-v3's native input size
 
 
 def check_inception_weights(path):
-    """Raise a FileNotFoundError that says how to get the weights when `path` is missing.
-
-    Args:
-      path: local path of the Keras InceptionV3 "notop" h5 weights.
-    """
+    """Raise a FileNotFoundError that says how to get the Keras InceptionV3 "notop" weights if `path` is missing."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(
             f"FID needs the Inception-v3 weights file {INCEPTION_WEIGHTS_FILE} and {path!r} does not exist. "
@@ -36,18 +24,9 @@ def check_inception_weights(path):
 
 
 def inception_feature_extractor(weights_path, batch_size=50):
-    """Inception-v3 pool features for uint8 images of any size and 1 or 3 channels.
-
-    Args:
-      weights_path: local Keras InceptionV3 "notop" h5 weights (INCEPTION_WEIGHTS_FILE).
-      batch_size: images through the network at a time (a 299^2 batch of 50 is ~55 MB of input).
-
-    Returns:
-      a function uint8 [N, H, W, C] -> float32 numpy [N, 2048].
-
-    Raises:
-      FileNotFoundError: the weights file is missing (the message says how to get it).
-    """
+    """A function uint8 [N, H, W, C] (any size, 1 or 3 channels) -> Inception-v3 pool features float32
+    [N, 2048], `batch_size` images at a time (a 299^2 batch of 50 is ~55 MB of input); FileNotFoundError without the
+    weights file."""
     import keras  # keras.applications is only needed here
 
     check_inception_weights(weights_path)
@@ -104,12 +83,7 @@ class FeatureStatistics:
 
 
 class FIDAccumulator:
-    """Streams batches of images into feature statistics.
-
-    Args:
-      feature_fn: uint8 images [N, H, W, C] -> features [N, D], e.g.
-        `inception_feature_extractor(path)`.
-    """
+    """Streams batches of images into the statistics of `feature_fn(uint8 images [N, H, W, C]) -> [N, D]`."""
 
     def __init__(self, feature_fn):
         self.feature_fn = feature_fn
@@ -130,31 +104,18 @@ def _sqrt_psd(matrix):
 
 
 def trace_sqrt_product(sigma_a, sigma_b):
-    """tr((S_a S_b)^(1/2)) for covariance matrices.
+    """tr((S_a S_b)^(1/2)) for covariance matrices, as a float.
 
-    S_a S_b is not symmetric, so scipy.linalg.sqrtm of it can return small
-    imaginary parts and fails on singular covariances (fewer samples than
-    dimensions). Its eigenvalues are those of the symmetric PSD matrix
-    S_a^(1/2) S_b S_a^(1/2), whose square root is real, so we take that route.
-
-    Returns:
-      float.
-    """
+    S_a S_b is not symmetric, so scipy.linalg.sqrtm of it can return small imaginary parts and fails on singular
+    covariances (fewer samples than dimensions). Its eigenvalues are those of the symmetric PSD matrix
+    S_a^(1/2) S_b S_a^(1/2), whose square root is real, so we take that route."""
     root_a = _sqrt_psd(sigma_a)
     eigenvalues = np.linalg.eigvalsh(root_a @ sigma_b @ root_a)
     return float(np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
 
 
 def frechet_distance(mean_a, sigma_a, mean_b, sigma_b):
-    """Fréchet distance between N(mean_a, sigma_a) and N(mean_b, sigma_b).
-
-    Args:
-      mean_a, mean_b: float [D].
-      sigma_a, sigma_b: float [D, D] covariances.
-
-    Returns:
-      float >= 0 (up to rounding).
-    """
+    """Fréchet distance (float >= 0 up to rounding) between N(mean_a, sigma_a) and N(mean_b, sigma_b)."""
     diff = np.asarray(mean_a, np.float64) - np.asarray(mean_b, np.float64)
     return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b)
                  - 2.0 * trace_sqrt_product(sigma_a, sigma_b))

@@ -1,18 +1,6 @@
-"""Average multi-scale SSIM over random pairs of images: a measure of (lack of) diversity.
-
-The paper (Section 5, after Odena et al. 2017) averages MS-SSIM over 10 000
-random pairs of generated images; lower means more varied. We use
-`tf.image.ssim_multiscale` with its standard settings (5 scales, 11x11 Gaussian
-filter, sigma 1.5) wherever they fit.
-
-Small resolutions. `ssim_multiscale` halves the image between scales and needs
-the coarsest scale to be at least as large as the filter. The rule:
-- use as many scales (up to 5) as keep the coarsest scale >= 11 pixels: 5 scales
-  from 176x176 up (256 and above), 4 at 128, 3 at 64, 2 at 32, 1 at 16 (11-15: 1);
-- below 11 pixels, one scale with the filter shrunk to the largest odd size
-  that fits (7 at 8x8, 3 at 4x4) and its sigma shrunk in proportion;
-- the standard per-scale weights of the scales kept, renormalised to sum to 1.
-Values at different resolutions are therefore not comparable with each other.
+"""Average multi-scale SSIM over random pairs of generated images (the paper's Section 5, after Odena et al.
+2017): lower means more varied. `tf.image.ssim_multiscale` with its standard settings where they fit, fewer scales
+and a smaller filter at small resolutions (docs/METRICS.md), so values at different resolutions do not compare.
 """
 import numpy as np
 import tensorflow as tf
@@ -24,15 +12,8 @@ SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, fi
 
 
 def ms_ssim_settings(resolution):
-    """The scales and filter used at one resolution (see the module docstring).
-
-    Args:
-      resolution: image side in pixels.
-
-    Returns:
-      dict of `power_factors` (tuple), `filter_size` (int) and `filter_sigma`
-      (float), keyword arguments for `tf.image.ssim_multiscale`.
-    """
+    """Keyword arguments for `tf.image.ssim_multiscale` at one resolution: `power_factors`, `filter_size`,
+    `filter_sigma` (the rule is in docs/METRICS.md)."""
     scales = 1
     while scales < len(SCALE_WEIGHTS) and resolution // 2**scales >= FILTER_SIZE:
         scales += 1
@@ -44,29 +25,16 @@ def ms_ssim_settings(resolution):
 
 
 def ms_ssim_pairs(images_a, images_b):
-    """MS-SSIM of each pair (images_a[i], images_b[i]).
-
-    Args:
-      images_a, images_b: uint8 [N, R, R, C] in [0, 255].
-
-    Returns:
-      float32 numpy [N], 1 for identical images, near 0 for unrelated noise.
-    """
+    """MS-SSIM of each pair (images_a[i], images_b[i]) of uint8 [N, R, R, C] images: float32 [N], 1 for identical
+    images, near 0 for unrelated noise."""
     settings = ms_ssim_settings(images_a.shape[1])
     return tf.image.ssim_multiscale(tf.cast(images_a, tf.float32), tf.cast(images_b, tf.float32),
                                     max_val=255.0, **settings).numpy()
 
 
 class MSSSIMAccumulator:
-    """Streams batches of images and scores random pairs within each batch.
-
-    Every batch is shuffled and split into halves that are paired up, so a
-    stream of independent images (a generator's, or a shuffled dataset) yields
-    independent random pairs; a batch of N images gives N // 2 pairs.
-
-    Args:
-      seed: seeds the pairing.
-    """
+    """Streams batches of images and scores random pairs within each batch: each batch is shuffled and split
+    into halves that are paired up, so independent images give N // 2 independent pairs per batch of N."""
 
     def __init__(self, seed=0):
         self._rng = np.random.default_rng(seed)

@@ -17,26 +17,12 @@ def _filter(images, kernel, stride):
 
 
 def pyr_down(images):
-    """Blur and keep the even pixels (cv2.pyrDown).
-
-    Args:
-      images: float32 [N, H, W, C].
-
-    Returns:
-      float32 [N, H/2, W/2, C].
-    """
+    """float32 [N, H, W, C] -> [N, H/2, W/2, C]: blur and keep the even pixels (cv2.pyrDown)."""
     return _filter(images, GAUSSIAN_FILTER, stride=2)
 
 
 def pyr_up(images):
-    """Insert zeros between pixels and blur with 4x the filter (cv2.pyrUp).
-
-    Args:
-      images: float32 [N, H, W, C].
-
-    Returns:
-      float32 [N, 2H, 2W, C].
-    """
+    """float32 [N, H, W, C] -> [N, 2H, 2W, C]: insert zeros between pixels and blur with 4x the filter (cv2.pyrUp)."""
     n, h, w, c = tf.unstack(tf.shape(images))
     zeros = tf.zeros_like(images)
     rows = tf.reshape(tf.stack([images, zeros], axis=2), [n, 2 * h, w, c])  # odd rows zero
@@ -45,15 +31,8 @@ def pyr_up(images):
 
 
 def laplacian_pyramid(images, num_levels):
-    """Laplacian pyramid: band-pass residuals, finest first, then the low-pass image.
-
-    Args:
-      images: float32 [N, R, R, C].
-      num_levels: number of levels (1 gives the image itself).
-
-    Returns:
-      list of float32 [N, R / 2**i, R / 2**i, C], i = 0 .. num_levels - 1.
-    """
+    """float32 [N, R, R, C] -> `num_levels` band-pass residuals [N, R / 2**i, R / 2**i, C], finest first,
+    the last the low-pass image (1 level: the image itself)."""
     pyramid = [images]
     for _ in range(1, num_levels):
         low = pyr_down(pyramid[-1])

@@ -1,33 +1,6 @@
-"""Multi-scale sliced Wasserstein distance (SWD), the paper's own metric (Section 5).
-
-Follows the official metrics/sliced_wasserstein.py:
-- every image (uint8, [0, 255]) becomes a Laplacian pyramid from its full
-  resolution down to 16x16, built with the 5x5 binomial filter of cv2.pyrDown /
-  pyrUp and mirror ("reflect without repeating the edge") borders;
-- from every level of every image, 128 random 7x7 neighbourhoods are cut out,
-  each a descriptor of 7*7*C values;
-- each set of descriptors (reals and fakes separately) is normalised per
-  channel to zero mean and unit standard deviation;
-- the distance per level is the mean, over 512 random unit directions (4
-  repeats of 128), of the 1-D Wasserstein-1 distance between the two sets'
-  projections (sort both, mean absolute difference); it is reported x1e3 per
-  level and averaged over levels.
-
-Small resolutions: an image below 16x16 is one level, its full-resolution
-image (there is nothing to decompose), and its neighbourhood shrinks to the
-largest odd size that fits, min(7, resolution rounded down to odd): 7x7 at 8x8,
-3x3 at 4x4. Metric names carry the level resolution (`SWDx1e3_8`).
-
-Because each set is normalised on its own, a per-channel affine colour change
-(a constant offset or gain per channel) is invisible to SWD by design, as in the
-paper; changes in the joint colour distribution (hue, saturation) are not.
-
-Memory: only descriptors are kept, 7*7*3*4 bytes * 128 = 75 KB per image per
-level in float32. 16 384 images at 1024^2 (7 levels) hold 8.7 GB of descriptors
-per set instead of 51 GB of images; at 256^2 (5 levels) 6.2 GB, at 32^2 2.5 GB.
-`SWDAccumulator(directory=...)` keeps them in files instead, memory-mapped.
-The distance needs 2 GB on top at 16 384 images (two [128, M] blocks of
-projections, M = 2.1 M descriptors per level).
+"""Multi-scale sliced Wasserstein distance (SWD), the paper's own metric (Section 5), as the official
+metrics/sliced_wasserstein.py computes it: Laplacian pyramids down to 16x16, 128 7x7 neighbourhoods per image
+and level, 512 projections. docs/METRICS.md has the method, small resolutions and memory use.
 """
 import functools
 import json
@@ -45,15 +18,9 @@ DIRS_PER_REPEAT = 128
 MIN_RESOLUTION = 16  # the coarsest pyramid level
 INFO_FILE = "descriptors.json"
 
+
 def pyramid_resolutions(resolution):
-    """Resolutions of the Laplacian pyramid levels, finest first.
-
-    Args:
-      resolution: image side, a power of two.
-
-    Returns:
-      [resolution, resolution / 2, ..., 16], or [resolution] below 16.
-    """
+    """Pyramid level resolutions, finest first: [resolution, resolution / 2, ..., 16], or [resolution] below 16."""
     levels = [resolution]
     while levels[-1] // 2 >= MIN_RESOLUTION:
         levels.append(levels[-1] // 2)
@@ -71,26 +38,14 @@ def metric_names(resolution):
 
 
 def random_centres(rng, num_images, nhoods_per_image, resolution, nhood_size):
-    """Neighbourhood centres that keep the whole neighbourhood inside the image.
-
-    Returns:
-      int32 [num_images, nhoods_per_image, 2] (row, column).
-    """
+    """int32 [num_images, nhoods_per_image, 2] (row, column) centres keeping each neighbourhood inside the image."""
     half = nhood_size // 2
     return rng.integers(half, resolution - half, size=(num_images, nhoods_per_image, 2), dtype=np.int32)
 
 
 def extract_descriptors(level, centres, nhood_size):
-    """Cut neighbourhoods out of one pyramid level.
-
-    Args:
-      level: float32 [N, S, S, C].
-      centres: int32 [N, K, 2] row and column of each neighbourhood's centre.
-      nhood_size: odd neighbourhood side n.
-
-    Returns:
-      float32 [N * K, n * n * C], each row one neighbourhood in (row, column, channel) order.
-    """
+    """Cut n x n neighbourhoods (n odd) around int32 [N, K, 2] centres out of a float32 [N, S, S, C] level:
+    float32 [N * K, n * n * C], each row one neighbourhood in (row, column, channel) order."""
     half = nhood_size // 2
     offsets = tf.range(-half, half + 1)  # [n]
     rows = centres[:, :, 0, None, None] + offsets[:, None]  # [N, K, n, 1]
@@ -105,10 +60,8 @@ def extract_descriptors(level, centres, nhood_size):
 
 @functools.lru_cache(maxsize=None)
 def _describe_fn(resolution, num_channels, nhoods_per_image):
-    """A traced function uint8 images [N, R, R, C], centres per level -> descriptors per level.
-
-    Cached per configuration: every accumulator of one shape shares one trace.
-    """
+    """A traced function uint8 images [N, R, R, C], centres per level -> descriptors per level; cached, so every
+    accumulator of one shape shares one trace."""
     levels = pyramid_resolutions(resolution)
 
     @tf.function(input_signature=[
@@ -124,19 +77,9 @@ def _describe_fn(resolution, num_channels, nhoods_per_image):
 class SWDAccumulator:
     """Streams batches of images into the descriptors SWD needs, keeping nothing else.
 
-    Descriptors are kept in memory, or, with `directory`, appended to one raw
-    float32 file per level there and returned memory-mapped: the way to hold
-    16 384 images at 256^2 and above (6-9 GB per set) and to cache the real
-    images' descriptors between evaluations (`load_descriptors`).
-
-    Args:
-      resolution: image side (power of two).
-      num_channels: image channels.
-      nhoods_per_image: neighbourhoods cut per image per level (paper: 128).
-      seed: seeds the neighbourhood positions; the same seed and batches give
-        the same descriptors.
-      directory: if set, where the descriptor files go (existing ones are replaced).
-    """
+    Descriptors stay in memory, or with `directory` go to one raw float32 file per level there (existing ones are
+    replaced) and come back memory-mapped: the way to hold 16 384 images at 256^2 and above (6-9 GB per set) and to
+    cache the reals' descriptors (`load_descriptors`). The same seed and batches give the same descriptors."""
 
     def __init__(self, resolution, num_channels=3, nhoods_per_image=NHOODS_PER_IMAGE, seed=0,
                  directory=None):
@@ -161,12 +104,7 @@ class SWDAccumulator:
         return [_level_path(self.directory, r) for r in self.levels]
 
     def update(self, images):
-        """Add a batch of images.
-
-        Args:
-          images: uint8 [N, R, R, C] in [0, 255] (convert generator output with
-            `progan_tf.images.to_uint8`).
-        """
+        """Add uint8 images [N, R, R, C] in [0, 255] (generator output: `progan_tf.images.to_uint8`)."""
         images = np.asarray(images)
         expected = (self.resolution, self.resolution, self.num_channels)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
@@ -185,10 +123,7 @@ class SWDAccumulator:
 
     def descriptors(self):
         """The descriptors so far: one float32 array [num_images * K, n * n * C] per level, finest first.
-
-        With a directory, also writes its `descriptors.json` (what `load_descriptors` checks)
-        and returns read-only memory maps.
-        """
+        With a directory, also writes `descriptors.json` (what `load_descriptors` checks); read-only memmaps then."""
         if not self.num_images:
             raise ValueError("no images given to the SWD accumulator yet")
         if self.directory:
@@ -211,18 +146,8 @@ def _level_path(directory, resolution):
 
 
 def load_descriptors(directory):
-    """Descriptors an `SWDAccumulator(directory=...)` wrote, memory-mapped.
-
-    Args:
-      directory: the accumulator's directory.
-
-    Returns:
-      (info dict: resolution, num_channels, nhoods_per_image, seed, num_images;
-       list of read-only float32 memmaps [num_images * K, n * n * C], finest first).
-
-    Raises:
-      FileNotFoundError: no complete descriptor set there.
-    """
+    """(info dict, read-only float32 memmaps per level, finest first) of what an `SWDAccumulator(directory=...)`
+    wrote; FileNotFoundError if there is no complete descriptor set."""
     info_path = os.path.join(directory, INFO_FILE)
     if not os.path.isfile(info_path):
         raise FileNotFoundError(f"no SWD descriptors in {directory} ({INFO_FILE} is missing)")
@@ -235,17 +160,8 @@ def load_descriptors(directory):
 
 
 def channel_moments(descriptors, num_channels, chunk=1 << 16):
-    """Per-channel mean and standard deviation over all neighbourhoods and pixels.
-
-    Args:
-      descriptors: float32 [M, n * n * C].
-      num_channels: C.
-      chunk: rows converted to float64 at a time (a float64 copy of a whole
-        16k-image level would double its memory).
-
-    Returns:
-      (mean, std), float64 [C] each.
-    """
+    """Per-channel (mean, std), float64 [C] each, of float32 descriptors [M, n * n * C]; `chunk` rows at a time
+    in float64 (a float64 copy of a whole 16k-image level would double its memory)."""
     total, total_sq = np.zeros(num_channels), np.zeros(num_channels)
     for start in range(0, len(descriptors), chunk):
         values = descriptors[start:start + chunk].reshape(-1, num_channels).astype(np.float64)  # [m*n*n, C]
@@ -257,29 +173,15 @@ def channel_moments(descriptors, num_channels, chunk=1 << 16):
 
 
 def random_directions(dim, repeats=DIR_REPEATS, per_repeat=DIRS_PER_REPEAT, seed=0):
-    """Random unit projection directions.
-
-    Returns:
-      float64 [repeats, dim, per_repeat], each column of unit length.
-    """
+    """Random unit projection directions, float64 [repeats, dim, per_repeat] (each column of unit length)."""
     dirs = np.random.default_rng(seed).standard_normal((repeats, dim, per_repeat))
     return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
 
 
 def _sorted_projections(descriptors, moments, directions):
-    """Projections of the per-channel normalised descriptors, sorted per direction.
-
-    The normalisation is folded into the directions, (d - mean) / std . w =
-    d . (w / std) - (mean / std) . w, so no normalised copy of the descriptors is made.
-
-    Args:
-      descriptors: float32 [M, D] raw descriptors, channel fastest.
-      moments: (mean, std) float64 [C] of this set (`channel_moments`).
-      directions: float64 [D, P] unit directions.
-
-    Returns:
-      float32 [P, M], row p the sorted projections on direction p.
-    """
+    """float32 [P, M]: raw descriptors [M, D] (channel fastest), normalised with this set's `moments`, projected
+    on directions [D, P] and sorted per direction. The normalisation is folded into the directions,
+    (d - mean) / std . w = d . (w / std) - (mean / std) . w, so no normalised copy of the descriptors is made."""
     mean, std = moments
     reps = descriptors.shape[1] // len(mean)
     inv_std = np.tile(1.0 / std, reps)  # [D] in (row, column, channel) order
@@ -293,17 +195,8 @@ def _sorted_projections(descriptors, moments, directions):
 
 
 def sliced_wasserstein(descriptors_a, descriptors_b, directions, num_channels=3):
-    """Sliced Wasserstein distance between two equally large descriptor sets.
-
-    Args:
-      descriptors_a, descriptors_b: float32 [M, D] raw descriptors, channel
-        fastest; each set is normalised per channel with its own statistics.
-      directions: float [R, D, P] unit directions (`random_directions`).
-      num_channels: C.
-
-    Returns:
-      the mean over all R * P directions of the 1-D Wasserstein-1 distance (float).
-    """
+    """Mean over all R * P `directions` [R, D, P] of the 1-D Wasserstein-1 distance between two equally large sets
+    of raw descriptors [M, D], each normalised per channel with its own statistics."""
     if descriptors_a.shape != descriptors_b.shape:
         raise ValueError(f"SWD compares equally many descriptors; got {descriptors_a.shape} "
                          f"and {descriptors_b.shape} (use the same number of images on both sides)")
@@ -320,17 +213,8 @@ def sliced_wasserstein(descriptors_a, descriptors_b, directions, num_channels=3)
 
 
 def swd_from_descriptors(descriptors_a, descriptors_b, resolution, num_channels=3, seed=0):
-    """Multi-scale SWD between two descriptor pyramids (`SWDAccumulator.descriptors()`).
-
-    Args:
-      descriptors_a, descriptors_b: lists of float32 [M, D_level], finest level first.
-      resolution: the image resolution the pyramids came from.
-      num_channels: image channels.
-      seed: seeds the projection directions (fresh directions per level).
-
-    Returns:
-      dict `SWDx1e3_<level>` -> float for every level and `SWDx1e3_avg`, all x1e3.
-    """
+    """Multi-scale SWD between two descriptor pyramids (`SWDAccumulator.descriptors()`): {`SWDx1e3_<level>`, ...,
+    `SWDx1e3_avg`}, all x1e3; `seed` draws fresh projection directions per level."""
     names = metric_names(resolution)
     rng = np.random.default_rng(seed)
     values = []
@@ -341,17 +225,8 @@ def swd_from_descriptors(descriptors_a, descriptors_b, resolution, num_channels=
 
 
 def sliced_wasserstein_distance(images_a, images_b, batch_size=256, seed=0):
-    """Multi-scale SWD between two in-memory image sets (a convenience for small sets).
-
-    Args:
-      images_a, images_b: uint8 [N, R, R, C] each, equally many images.
-      batch_size: images described at a time.
-      seed: seeds the neighbourhoods and directions; the two sets use the
-        same neighbourhood positions, so swapping them gives the same value.
-
-    Returns:
-      dict as `swd_from_descriptors`.
-    """
+    """Multi-scale SWD (as `swd_from_descriptors`) between two in-memory sets of equally many uint8
+    [N, R, R, C] images. Both sets use the same neighbourhood positions, so swapping them gives the same value."""
     pyramids = []
     for images in (images_a, images_b):
         acc = SWDAccumulator(images.shape[1], images.shape[3], seed=seed)

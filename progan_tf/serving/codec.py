@@ -1,9 +1,7 @@
 """The TF Serving REST contract: routes, :predict requests, and the response documents.
 
-Pure: JSON documents and numpy arrays in and out, no sockets and no threads, shaped
-exactly as TensorFlow Serving documents them (https://www.tensorflow.org/tfx/serving/api_rest),
-so clients written against TF Serving work unchanged. `progan_tf.serving.server` puts
-it behind HTTP.
+Pure (JSON and numpy in and out, no sockets or threads), shaped exactly as TF Serving documents them
+(https://www.tensorflow.org/tfx/serving/api_rest) so its clients work unchanged; `progan_tf.serving.server` adds HTTP.
 """
 import base64
 import collections
@@ -40,12 +38,10 @@ Route.__doc__ = """A parsed URL: model name, version (int or None = newest), kin
 
 
 class ServingError(Exception):
-    """A request the server answers with `{"error": message}` and an HTTP error status.
+    """A request answered with `{"error": message}` (one line: the problem and the fix) and HTTP `status`.
 
-    Args:
-      message: the error text, one line naming the problem and the fix.
-      status: HTTP status code (400 bad request, 404 unknown model/version, 405 wrong method,
-        411 no length, 413 too large; 500 when the model's answer cannot be sent as JSON).
+    400 bad request, 404 unknown model/version, 405 wrong method, 411 no length, 413 too large; 500 when the
+    model's answer cannot be sent as JSON.
     """
 
     def __init__(self, message, status=http.HTTPStatus.BAD_REQUEST):
@@ -60,28 +56,18 @@ def error_document(message):
 
 
 def encode_json(document):
-    """The bytes of a response document.
+    """The bytes of a response document; ValueError if it holds NaN or an infinity.
 
-    NaN and Infinity are not JSON: strict parsers (and many TF Serving clients) reject a
-    body holding them, so they never leave the server.
-
-    Raises:
-      ValueError: the document holds a NaN or an infinity.
+    They are not JSON: strict parsers (and many TF Serving clients) reject them, so they never leave the server.
     """
     return json.dumps(document, allow_nan=False).encode("utf-8")
 
 
 def json_depth(body):
-    """The deepest nesting of arrays and objects in a JSON text, found without decoding it.
+    """The deepest nesting of arrays and objects in JSON bytes (0: a scalar, 1: flat), found without decoding them.
 
-    Brackets inside strings do not count; an unterminated string hides the rest of the
-    text, as it does from the decoder (which fails there).
-
-    Args:
-      body: the JSON text as bytes.
-
-    Returns:
-      0 for a scalar, 1 for a flat array or object, and so on.
+    Brackets inside strings do not count; an unterminated string hides the rest of the text, as it does
+    from the decoder (which fails there).
     """
     structure = np.frombuffer(_JSON_STRING.sub(b"", body), np.uint8)
     brackets = structure[np.isin(structure, _BRACKETS)]
@@ -90,18 +76,10 @@ def json_depth(body):
 
 
 def parse_route(method, path):
-    """Map an HTTP method and path to a Route.
+    """HTTP method and path (e.g. "/v1/models/faces/versions/3:predict"; query ignored) -> Route.
 
-    Args:
-      method: the HTTP method; status and metadata answer GET, :predict answers POST.
-      path: URL path, e.g. "/v1/models/faces/versions/3:predict" (a query string is ignored).
-
-    Returns:
-      Route(model, version, kind).
-
-    Raises:
-      ServingError: 404 for paths outside the API, a non-integer version or a verb
-        other than :predict; 405 for the wrong HTTP method.
+    Status and metadata answer GET, :predict POST. ServingError 404 for paths outside the API, a non-integer
+    version or a verb other than :predict; 405 for the wrong method.
     """
     path = path.split("?", 1)[0]
     match = _ROUTE.fullmatch(path)
@@ -124,11 +102,7 @@ def parse_route(method, path):
 
 
 def read_signatures(export_dir):
-    """The SignatureDefs of a SavedModel, read from saved_model.pb without loading it.
-
-    Returns:
-      dict signature name -> Signature (only signatures with the predict method).
-    """
+    """A SavedModel's predict-method SignatureDefs as dict name -> Signature, read from saved_model.pb, not loaded."""
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
@@ -182,20 +156,10 @@ def _json_type(array):
 
 
 def parse_predict_request(body, signatures, max_batch_size):
-    """Decode a :predict request body against a model's signatures.
+    """Decode a :predict body (bytes) against a model's signatures -> (signature name, {input key: array}, row_format).
 
-    Args:
-      body: request body bytes (JSON, nested at most MAX_JSON_DEPTH deep; NaN and
-        Infinity are refused).
-      signatures: dict name -> Signature of the model version.
-      max_batch_size: largest batch (0-th dimension) accepted.
-
-    Returns:
-      (signature name, dict input key -> numpy array, row_format bool).
-
-    Raises:
-      ServingError: malformed or too deeply nested JSON, unknown signature or input, wrong
-        dtype or shape, a NaN or infinite value, empty or too large a batch.
+    ServingError for malformed JSON or JSON nested deeper than MAX_JSON_DEPTH, an unknown signature or input,
+    a wrong dtype or shape, a NaN or infinite value, an empty batch or one (0-th dim) over max_batch_size.
     """
     depth = json_depth(body)
     if depth > MAX_JSON_DEPTH:
@@ -273,17 +237,10 @@ def _jsonable(key, array):
 
 
 def predict_response(outputs, row_format):
-    """The :predict response document.
+    """The :predict response document of `outputs` (dict key -> numpy array [N, ...]).
 
-    Args:
-      outputs: dict output key -> numpy array [N, ...].
-      row_format: the request used 'instances' (-> "predictions") rather than 'inputs' (-> "outputs").
-
-    Returns:
-      {"predictions": ...} or {"outputs": ...}; a single output is not keyed by name.
-
-    Raises:
-      ServingError: 500, an output holds NaN or Infinity (JSON has no token for them).
+    {"predictions": ...} for a row_format ('instances') request, else {"outputs": ...}; a single output is not
+    keyed by name. ServingError 500 if an output holds NaN or Infinity (JSON has no token for them).
     """
     for key, value in outputs.items():
         value = np.asarray(value)
@@ -299,14 +256,9 @@ def predict_response(outputs, row_format):
 
 
 def status_document(states):
-    """GetModelStatusResponse as JSON.
+    """GetModelStatusResponse as JSON, newest first, of `states`: dict version (int) -> (state, error message or "").
 
-    Args:
-      states: dict version (int) -> (state, error message or "").
-
-    Returns:
-      {"model_version_status": [{"version": "3", "state": "AVAILABLE", "status": {...}}, ...]},
-      newest version first.
+    {"model_version_status": [{"version": "3", "state": "AVAILABLE", "status": {...}}, ...]}
     """
     return {"model_version_status": [
         {"version": str(version), "state": state,

@@ -1,8 +1,7 @@
 """The HTTP side of `progan-serve`: a polling model repository and a threaded server.
 
-`ModelRepository` serves the newest version under a base path and reloads as versions
-come and go (TF Serving's default "latest" policy); `make_server` answers the REST API
-of `progan_tf.serving.codec` for it with `http.server`.
+`ModelRepository` serves the newest version under a base path, reloading as versions come and go (TF Serving's
+default "latest" policy); `make_server` answers the REST API of `progan_tf.serving.codec` for it with `http.server`.
 """
 import errno
 import http
@@ -38,11 +37,7 @@ class ServedVersion:
         self._functions = tf.saved_model.load(export_dir).signatures
 
     def predict(self, signature_name, inputs):
-        """Run a signature on numpy inputs; returns dict output key -> numpy array.
-
-        Raises:
-          ServingError: TensorFlow rejected the inputs (an invalid argument).
-        """
+        """Run a signature on numpy inputs -> dict output key -> numpy array; ServingError if TF rejects the inputs."""
         try:
             outputs = self._functions[signature_name](**inputs)
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
@@ -51,14 +46,10 @@ class ServedVersion:
 
 
 class ModelRepository:
-    """The newest version of one model under a base path, reloaded as versions come and go.
+    """The newest version of model `model_name` (as in the URL) under `base_path`, reloaded as versions come and go.
 
-    Like TF Serving's default "latest" policy, only the highest integer version with a
-    saved_model.pb is served; versions seen before and since replaced report state END.
-
-    Args:
-      model_name: name in the URL.
-      base_path: directory of integer version directories.
+    Like TF Serving's default "latest" policy, only the highest integer version directory with a saved_model.pb
+    is served; versions seen before and since replaced report state END.
     """
 
     def __init__(self, model_name, base_path):
@@ -125,11 +116,7 @@ class ModelRepository:
 
 
 def handle(repository, method, path, body, max_batch_size):
-    """Answer one request.
-
-    Returns:
-      (HTTP status, JSON response body as bytes).
-    """
+    """Answer one request -> (HTTP status, JSON response body as bytes)."""
     try:
         route = parse_route(method, path)
         if route.kind == "status":
@@ -154,8 +141,7 @@ def _shorten(text, size=40):
 class RequestHandler(http.server.BaseHTTPRequestHandler):
     """One client connection: every answer is JSON with a Content-Length, errors included.
 
-    The repository and the limits come from the ModelServer (`self.server`).
-    """
+    The repository and the limits come from the ModelServer (`self.server`)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: one connection for many requests
     # http.server writes the headers and the body separately; with Nagle's algorithm the body
@@ -187,15 +173,10 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
         self._send(*handle(self.server.repository, self.command, self.path, body, self.server.max_batch_size))
 
     def _read_body(self):
-        """The request body: exactly Content-Length bytes, each within the connection's timeout.
+        """The request body: exactly Content-Length bytes, each within the connection's timeout (b"" without one).
 
-        Returns:
-          bytes; empty for a request other than POST without a Content-Length.
-
-        Raises:
-          ServingError: 411 a chunked body or a POST without Content-Length; 400 a Content-Length
-            that is not one non-negative integer, or a body shorter than it; 413 a body larger
-            than max_request_bytes (not read here).
+        ServingError 411 for a chunked body or a POST without Content-Length; 400 for a Content-Length that is not one
+        non-negative integer, or a body shorter than it; 413 for a body over max_request_bytes (not read here).
         """
         limit = self.server.max_request_bytes
         if "Transfer-Encoding" in self.headers:
@@ -254,13 +235,8 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
 class ModelServer(http.server.ThreadingHTTPServer):
     """ThreadingHTTPServer of RequestHandlers, plus a thread that polls the repository for new versions.
 
-    Args:
-      address: (host, port), bound here.
-      repository: ModelRepository to serve and poll.
-      max_batch_size: largest batch per request.
-      max_request_bytes: largest request body.
-      timeout_seconds: longest pause of a client sending a request, or between requests.
-    """
+    Binds `address` (host, port); `timeout_seconds` is the longest pause of a client sending a request, or between
+    requests."""
 
     daemon_threads = True
 
@@ -330,24 +306,13 @@ def _bind_error(host, port, error):
 
 def make_server(repository, host="127.0.0.1", port=8501, max_batch_size=64, max_request_bytes=8 << 20,
                 poll_seconds=1.0, timeout_seconds=60.0):
-    """A threaded HTTP server answering the TF Serving REST API for `repository`.
+    """A ModelServer answering the TF Serving REST API for `repository`: call `serve_forever()`, `shutdown()` to stop.
 
-    Args:
-      repository: ModelRepository (polled once here, then every `poll_seconds`).
-      host: interface to bind; 127.0.0.1 keeps the server private to this machine.
-      port: TCP port (0 picks a free one; see `server.server_address`).
-      max_batch_size: largest batch per request.
-      max_request_bytes: largest request body; larger ones get 413 and are never decoded.
-      poll_seconds: interval of the version-directory scan (<= 0 disables it).
-      timeout_seconds: how long a client may pause while sending a request (then 400) or
-        between requests on a kept-alive connection (then it is closed).
-
-    Returns:
-      A ModelServer; call `serve_forever()`, and `shutdown()` to stop it.
-
-    Raises:
-      ConfigError: the address cannot be bound (port in use, not an address of this machine,
-        unknown host); the message names the {host} or {port} to change.
+    The repository is polled once here, then every `poll_seconds` (<= 0: never). host 127.0.0.1 keeps the server
+    private to this machine; port 0 picks a free one (see `server.server_address`). Bodies over `max_request_bytes`
+    get 413 and are never decoded. A client may pause `timeout_seconds` while sending a request (then 400) or
+    between requests on a kept-alive connection (then it is closed). ConfigError, naming the {host} or {port} to
+    change, if the address cannot be bound (port in use, not an address of this machine, unknown host).
     """
     try:  # binding first: a bad address fails before a model is loaded
         server = ModelServer((host, port), repository, max_batch_size, max_request_bytes, timeout_seconds)

@@ -1,15 +1,13 @@
 """Adam with one fused op per variable update.
 
-Keras' Adam updates each variable with about a dozen element-wise ops (and as many
-passes over memory); on small layers the per-op cost dominates the step. `FusedAdam`
-computes the same update with TensorFlow's ResourceApplyAdam kernel:
+Keras' Adam updates each variable with about a dozen element-wise ops (and as many passes over memory); on small layers
+the per-op cost dominates the step. `FusedAdam` computes the same update with TensorFlow's ResourceApplyAdam kernel:
 
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
     var -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
 
-which is Keras' formula term for term (epsilon outside the square root, bias
-correction folded into the step size). Its state, hyper-parameters and checkpoint
-layout are Keras Adam's: it is a drop-in subclass.
+which is Keras' formula term for term (epsilon outside the square root, bias correction folded into the step size). Its
+state, hyper-parameters and checkpoint layout are Keras Adam's: it is a drop-in subclass.
 """
 import keras
 import tensorflow as tf

@@ -1,11 +1,9 @@
 """Checkpoints of a training run: the phase's models and optimisers, with the run state.
 
-A run directory (progan_tf.runs) holds `checkpoints/` written by
-`tf.train.CheckpointManager` and `checkpoints/state.json`, which names the newest
-complete checkpoint together with the schedule position (phase, images seen, step).
-The JSON is replaced atomically only after its checkpoint is fully written, so a crash
-at any moment leaves the previous consistent pair in place; the manager keeps at least
-two checkpoints so the one the JSON names always exists.
+A run directory (progan_tf.runs) holds `checkpoints/` written by `tf.train.CheckpointManager` and
+`checkpoints/state.json`, naming the newest complete checkpoint and the schedule position (phase, images seen, step).
+The JSON is replaced atomically only after its checkpoint is fully written, so a crash at any moment leaves the previous
+consistent pair in place; the manager keeps at least two checkpoints so the one the JSON names always exists.
 """
 import glob
 import os
@@ -17,24 +15,16 @@ from progan_tf.errors import RunError
 
 
 def make_checkpoint(models, optimizers):
-    """A tf.train.Checkpoint of the phase's models and optimisers.
-
-    Args:
-      models: dict name -> keras.Model (G, D, Gs).
-      optimizers: dict name -> keras optimizer.
-    """
+    """A tf.train.Checkpoint of the phase's models (G, D, Gs) and optimisers, each a dict name -> Keras object."""
     return tf.train.Checkpoint(**models, **optimizers)
 
 
 class RunCheckpointer:
     """Saves and restores one run's checkpoints with their JSON state.
 
-    Args:
-      run_dir: the run directory.
-      max_to_keep: checkpoints kept (at least 2, see the module docstring).
-      is_chief: only the chief writes the state file; other workers save to a
-        scratch directory (MultiWorkerMirroredStrategy needs every worker to save).
-      worker_id: names a non-chief worker's scratch directory.
+    `max_to_keep`: checkpoints kept (at least 2, see the module docstring). Only the chief (`is_chief`) writes the state
+    file; other workers save to a scratch directory named by `worker_id` (MultiWorkerMirroredStrategy needs every
+    worker to save).
     """
 
     def __init__(self, run_dir, max_to_keep=3, is_chief=True, worker_id=0):
@@ -46,11 +36,10 @@ class RunCheckpointer:
         os.makedirs(self.directory, exist_ok=True)
 
     def save(self, checkpoint, state):
-        """Save `checkpoint`, then atomically record `state` (a JSON-able dict) as pointing to it.
+        """Save `checkpoint`, then atomically record `state` (a JSON-able dict) as pointing to it; returns its path.
 
-        Raises:
-          RunError: the checkpoint cannot be written (a full or read-only disk); the ones
-            already written are untouched and the run resumes from the newest of them.
+        RunError if it cannot be written (a full or read-only disk): the checkpoints already written are untouched and
+        the run resumes from the newest of them.
         """
         try:
             manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=self.max_to_keep)
@@ -76,13 +65,8 @@ class RunCheckpointer:
     def restore(self, build, warn=print):
         """The newest checkpoint that can be read, restored into the models `build(state)` makes.
 
-        Every saved value must be used (`assert_existing_objects_matched`).
-
-        Returns:
-          (state, the restored models, the checkpoint's path).
-
-        Raises:
-          RunError: no checkpoint can be read.
+        Returns (state, models, path). Every saved value must be used (`assert_existing_objects_matched`). RunError if
+        no checkpoint can be read.
         """
         def restore(state, path):
             models = build(state)

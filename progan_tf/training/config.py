@@ -121,8 +121,8 @@ _RANGES = {"gp_lambda": _at_least(0), "drift": _at_least(0), "r1_gamma": _at_lea
            "adam_beta2": _unit_interval(), "adam_epsilon": _positive(), "g_ema_beta": _unit_interval(),
            "g_ema_kimg": _at_least(0), "g_ema_rampup": _at_least(0), "tick_kimg": _positive(),
            "checkpoint_kimg": _positive(), "keep_checkpoints": _at_least(2), "grid_size": _at_least(1),
-           "metrics_every_kimg": _at_least(0), "metrics_num_images": _at_least(2), "steps_per_call": _at_least(1), "nan_retries": _at_least(0),
-           "seed": (lambda v: 0 <= v < 2 ** 31, "in [0, 2**31)")}
+           "metrics_every_kimg": _at_least(0), "metrics_num_images": _at_least(2), "steps_per_call": _at_least(1),
+           "nan_retries": _at_least(0), "seed": (lambda v: 0 <= v < 2 ** 31, "in [0, 2**31)")}
 
 
 def _check_ranges(config):
@@ -133,11 +133,7 @@ def _check_ranges(config):
 
 
 def validate(network, schedule, config, num_replicas, dataset=None):
-    """Reject options that do not fit together, before any heavy work.
-
-    Raises:
-      ConfigError: one line naming the options to change.
-    """
+    """Reject options that do not fit together, before any heavy work, with a one-line ConfigError naming them."""
     if schedule.max_resolution != network.resolution:
         raise ConfigError("the schedule ends at {top} but {resolution}={value}", top=schedule.max_resolution,
                           value=network.resolution)
@@ -165,15 +161,9 @@ def validate(network, schedule, config, num_replicas, dataset=None):
 
 
 def check_resume(saved, options, run_dir, allow_data_change=False):
-    """A resumed run must be the one its config.json (`saved`) describes.
+    """A resumed run must be the one its config.json (`saved`) describes; `options` are this run's `Trainer.options()`.
 
-    Args:
-      saved: the options config.json holds.
-      options: the options of this invocation (`Trainer.options()`).
-
-    Raises:
-      ConfigError: an option that shapes the checkpoints differs, or the data does (without
-        `allow_data_change`).
+    ConfigError if an option that shapes the checkpoints differs, or the data does (without `allow_data_change`).
     """
     changed = [k for k in options["network"] if saved.get("network", {}).get(k) != options["network"][k]]
     changed += [k for k in ("loss", "seed") if saved.get("train", {}).get(k) != options["train"][k]]

@@ -25,11 +25,7 @@ def _device_name(name):
 
 
 def check_devices(devices):
-    """Every device named must exist here (a missing GPU must not silently become the CPU).
-
-    Raises:
-      ConfigError: naming the missing devices and the ones there are.
-    """
+    """Every device named must exist here, else ConfigError: a missing GPU must not silently become the CPU."""
     present = [_device_name(d.name) for d in tf.config.list_logical_devices()]
     missing = [d for d in devices if _device_name(d) not in present]
     if missing:
@@ -52,17 +48,11 @@ def run(network, schedule, config, data_dir="", synthetic_images=4096, devices=(
         deterministic=False, stop_at_kimg=0, dry_run=False, print_fn=print):
     """Train (or resume) the run `config.run_dir` describes, as progan-train does.
 
-    Args:
-      network, schedule, config: NetworkConfig, Schedule, TrainConfig.
-      data_dir: a prepared dataset; empty for the embedded synthetic shapes (`synthetic_images` of them).
-      devices: devices for MirroredStrategy (default: every GPU, or the CPU).
-      cpu_devices: split the CPU into this many logical devices first (to try multi-device runs).
-      deterministic: bit-exact reruns and resumes (`distribute.make_deterministic`).
-      stop_at_kimg: stop with a checkpoint at this many kimg (0: train to the end).
-      dry_run: validate and print the resolved options as JSON, and train nothing.
-
-    Returns:
-      The final run state, or None for a dry run.
+    Returns the final run state, or None for a dry run. `data_dir`: a prepared dataset; empty for the embedded synthetic
+    shapes (`synthetic_images` of them). `devices`: for MirroredStrategy (default: every GPU, or the CPU).
+    `cpu_devices`: split the CPU into this many logical devices first (to try multi-device runs). `deterministic`:
+    bit-exact reruns and resumes (`distribute.make_deterministic`). `stop_at_kimg`: stop with a checkpoint at this many
+    kimg (0: train to the end). `dry_run`: validate and print the resolved options as JSON, and train nothing.
     """
     if cpu_devices:
         split_cpu(cpu_devices)
@@ -91,21 +81,13 @@ def run(network, schedule, config, data_dir="", synthetic_images=4096, devices=(
 def bench(network, schedule, config, resolutions=(), reference=0, fades=False, steps=20, warmup=5, repeats=3,
           wait=60.0, python_loop=False, peak=False, peak_json="", peak_only=False, json_path="", devices=(),
           cpu_devices=0, print_fn=print):
-    """What progan-bench does: time the trainer's step per resolution (progan_tf.bench.throughput).
+    """What progan-bench does: time the trainer's step per resolution (progan_tf.bench.throughput); returns the result.
 
-    Args:
-      network, schedule, config: the configuration to time (its run_dir is not touched).
-      resolutions: the resolutions to time (empty: all).
-      reference: if > 0, time the reference CPU config up to this resolution instead.
-      fades, steps, warmup, repeats, python_loop: see `throughput.run_benchmark`.
-      wait: seconds to wait per phase for a quiet machine.
-      peak: measure this machine's peak first; `peak_json` reuses one measured before.
-      peak_only: only measure (and print, and save) the peak.
-      json_path: where to write the result as JSON ("" = nowhere).
-      devices, cpu_devices: as for `run`.
-
-    Returns:
-      The result dict.
+    The run_dir of `config` is not touched. `resolutions`: those to time (empty: all). `reference` > 0: time the
+    reference CPU config up to this resolution instead. `fades`, `steps`, `warmup`, `repeats`, `python_loop`: see
+    `throughput.run_benchmark`. `wait`: seconds to wait per phase for a quiet machine. `peak`: measure this machine's
+    peak first; `peak_json` reuses one measured before; `peak_only`: only measure (and print, and save) the peak.
+    `json_path`: where to write the result as JSON ("" = nowhere). `devices`, `cpu_devices`: as for `run`.
     """
     import tempfile
 

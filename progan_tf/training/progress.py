@@ -1,15 +1,13 @@
 """How long a run will take: the plan before the first step, and the ETA of every tick.
 
-The ETA comes from the schedule, not from the last tick's speed: the steps left in each
-phase times that phase's time per step, plus a cost per phase switch (building the
-models, tracing the step), per tick and per checkpoint. A phase's time per step is what
-the run measured in it once it has run there. For a phase not reached yet it is a prior,
-`PRIOR_OVERHEAD + flops(phase) / rate` (the FLOPs counted by progan_tf.bench.flops, each
-conv's weighted by how fast its shape runs on this machine in a short probe at the start),
-scaled by measured / prior of the latest measured phase: of the same resolution if one ran,
-else of the largest resolution above the start one (the start resolution's tiny steps are
-mostly fixed per-step cost, which says little about larger ones). Trace time never counts
-as step time, so the ETA right after a start or a resume is as sane as later.
+The ETA comes from the schedule, not from the last tick's speed: the steps left in each phase times that phase's time
+per step, plus a cost per phase switch (building the models, tracing the step), per tick and per checkpoint. A phase's
+time per step is what the run measured in it once it has run there. For a phase not reached yet it is a prior,
+`PRIOR_OVERHEAD + flops(phase) / rate` (the FLOPs counted by progan_tf.bench.flops, each conv's weighted by how fast its
+shape runs on this machine in a short probe at the start), scaled by measured / prior of the latest measured phase: of
+the same resolution if one ran, else of the largest resolution above the start one (the start resolution's tiny steps
+are mostly fixed per-step cost, which says little about larger ones). Trace time never counts as step time, so the ETA
+right after a start or a resume is as sane as later.
 """
 import time
 
@@ -72,16 +70,14 @@ def _conv_window(batch, side, c_in, c_out, seconds):
 
 
 def probe_shapes(keys, seconds=PROBE_SECONDS):
-    """FLOP/s of a 3x3 conv forward + backward of each (batch, side, c_in, c_out) in `keys` on this
-    machine, measured once per process: {key: FLOP/s}.
+    """{key: FLOP/s} of a 3x3 conv forward + backward per (batch, side, c_in, c_out) in `keys` here, once per process.
 
-    Small channel counts and small images run a conv well below the mid-sized probe's rate (on the
-    Zen 3 machine a 16-channel 32x32 conv at about half the rate of a 64-channel 8x8 one), which
-    FLOPs alone do not tell. Each shape gets PROBE_WINDOWS windows of `seconds / PROBE_WINDOWS`,
-    taken in turns over all the shapes, and its fastest window counts: a slow spell of the
-    machine (seen lasting half a second on a 2-vCPU VM) then slows one window of each shape, not
-    all of one. No wait for a quiet machine as in `peak.conv_peak`, to keep the start of a run
-    short. Sides whose probe would exceed PROBE_FLOPS are measured at a smaller side.
+    Small channel counts and small images run a conv well below the mid-sized probe's rate (on the Zen 3 machine a
+    16-channel 32x32 conv at about half the rate of a 64-channel 8x8 one), which FLOPs alone do not tell. Each shape
+    gets PROBE_WINDOWS windows of `seconds / PROBE_WINDOWS`, taken in turns over all the shapes, and its fastest window
+    counts: a slow spell of the machine (seen lasting half a second on a 2-vCPU VM) then slows one window of each shape,
+    not all of one. No wait for a quiet machine as in `peak.conv_peak`, to keep the start of a run short. Sides whose
+    probe would exceed PROBE_FLOPS are measured at a smaller side.
     """
     todo = [key for key in dict.fromkeys(keys) if key not in _SHAPE_RATES]
     windows = {}
@@ -102,14 +98,11 @@ def probe_shapes(keys, seconds=PROBE_SECONDS):
 class Eta:
     """Time per step, per phase switch, per tick and per checkpoint, from the prior and what the run measures.
 
-    Args:
-      network, schedule, loss: the run's NetworkConfig, Schedule and loss (for the FLOP counts).
-      rate: the probe's FLOP/s (`probe_rate()`); the prior runs steps at PRIOR_EFFICIENCY of it (with
-        `probe`: at PRIOR_EFFICIENCY_PROBED of each shape's rate).
-      probe: optional `probe_shapes`-like function ([(batch, side, c_in, c_out)], seconds per shape) ->
-        {key: FLOP/s}. Each
-        conv's FLOPs then count at the rate its shape runs at here: `self.flops` holds each phase's
-        step as FLOPs at `rate` (the FLOPs themselves when no probe is given).
+    `network`, `schedule`, `loss`: the run's NetworkConfig, Schedule and loss (for the FLOP counts). `rate`: the probe's
+    FLOP/s (`probe_rate()`); the prior runs steps at PRIOR_EFFICIENCY of it (with `probe`: at PRIOR_EFFICIENCY_PROBED of
+    each shape's rate). `probe`: optional `probe_shapes`-like fn([(batch, side, c_in, c_out)], seconds per shape) ->
+    {key: FLOP/s}; each conv's FLOPs then count at the rate its shape runs at here: `self.flops` holds each phase's step
+    as FLOPs at `rate` (the FLOPs themselves when no probe is given).
     """
 
     def __init__(self, network, schedule, loss, rate, probe=None):

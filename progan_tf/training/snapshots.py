@@ -26,11 +26,9 @@ def progress_line(images_seen, total_images, phase, alpha, images_per_second, d_
 
 
 class RunLog:
-    """TensorBoard scalars and images plus one JSON line per tick in metrics.jsonl.
+    """TensorBoard scalars and images plus one JSON line per tick in metrics.jsonl, all under `run_dir`.
 
-    Args:
-      run_dir: the run directory (events go to it, grids to samples/).
-      enabled: False on non-chief workers, which must not write.
+    Grids go to samples/. `enabled`: False on non-chief workers, which must not write.
     """
 
     def __init__(self, run_dir, enabled=True):

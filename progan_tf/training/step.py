@@ -70,17 +70,11 @@ def _replica_step(strategy, models, network, config, reals, step, alpha):
 def make_train_step(strategy, models, network, config, steps_per_call=None):
     """The compiled, distributed step: set alpha, train D and G on every replica, update Gs.
 
-    Args:
-      strategy: the tf.distribute strategy the models were built under.
-      models: PhaseModels.
-      network, config: NetworkConfig and TrainConfig.
-      steps_per_call: None for a function of one step on given images,
-          fn(reals per replica, step int64, alpha float32, beta float32) -> (d_loss, g_loss);
-        or k for a function of up to k steps on batches taken from a distributed iterator,
-          fn(iterator, first_step int64, alphas float32 [k], betas float32 [k], count int32)
-            -> (d_losses [k], g_losses [k]),
-        running steps first_step .. first_step + count - 1 at alphas[:count] with Gs decays
-        betas[:count] (later losses are 0).
+    `models`: PhaseModels built under `strategy`; `network`, `config`: NetworkConfig, TrainConfig. With `steps_per_call`
+    None: a function of one step on given images, fn(reals per replica, step int64, alpha float32, beta float32) ->
+    (d_loss, g_loss). With k: a function of up to k steps on batches taken from a distributed iterator, fn(iterator,
+    first_step int64, alphas float32 [k], betas float32 [k], count int32) -> (d_losses [k], g_losses [k]), running steps
+    first_step .. first_step + count - 1 at alphas[:count] with Gs decays betas[:count] (later losses are 0).
     """
     fades = [layer.alpha for model in (models.G, models.D, models.Gs) for layer in networks.fade_layers(model)]
 

@@ -1,10 +1,9 @@
 """The progressive training loop under one tf.distribute strategy.
 
-The loop is a handful of named steps: build a phase's models (growing the previous
-phase's weights into them), make fresh optimisers, run the distributed train step
-(training/step.py), and do the per-tick maintenance (progress, samples, checkpoints).
-A resumed run replays exactly what an uninterrupted one would have done (bit for bit
-after `make_deterministic()`).
+The loop is a handful of named steps: build a phase's models (growing the previous phase's weights into them), make
+fresh optimisers, run the distributed train step (training/step.py), and do the per-tick maintenance (progress,
+samples, checkpoints). A resumed run replays exactly what an uninterrupted one would have done (bit for bit after
+`make_deterministic()`).
 """
 import dataclasses
 import json
@@ -56,15 +55,10 @@ class Position:
 class Trainer:
     """Trains a progressive GAN from its first phase (or its newest checkpoint) to the end.
 
-    Args:
-      network: NetworkConfig.
-      schedule: Schedule.
-      config: TrainConfig.
-      dataset: the training images (progan_tf.data.pipeline: ArrayDataset, PreparedDataset).
-      strategy: a tf.distribute strategy; default `make_strategy()`.
-      print_fn: where progress lines go.
-      on_tick: optional fn(models, images_seen) called on the chief after each tick's own
-        maintenance, e.g. an evaluation of models.Gs on held-out images.
+    `network`, `schedule`, `config`: NetworkConfig, Schedule, TrainConfig. `dataset`: the training images
+    (progan_tf.data.pipeline: ArrayDataset, PreparedDataset). `strategy`: default `make_strategy()`. `on_tick`: optional
+    fn(models, images_seen) called on the chief after each tick's own maintenance, e.g. an evaluation of models.Gs on
+    held-out images.
     """
 
     def __init__(self, network, schedule, config, dataset, strategy=None, print_fn=print, on_tick=None):
@@ -131,8 +125,7 @@ class Trainer:
     def dataset_iterator(self, phase, phase_step):
         """The distributed iterator of `phase`'s real images, starting after `phase_step` global batches.
 
-        Each replica gets its own per-replica batch; the global batch of a step is the
-        replicas' batches in replica order (the order the step slices its random draws in).
+        A step's global batch is the replicas' per-replica batches in replica order (as the step slices its draws).
         """
         replicas = self.strategy.num_replicas_in_sync
         per_replica = phase.batch_size // replicas
@@ -261,11 +254,7 @@ class Trainer:
         return models, Position(state["images_seen"], state["step"], state["phase_step"])
 
     def train(self, stop_at_images=None):
-        """Train to the end of the schedule (or until `stop_at_images`), checkpointing on the way.
-
-        Returns:
-          The final run state dict (images_seen, step, phase, resolution, alpha ...).
-        """
+        """Train to the end of the schedule (or until `stop_at_images`), checkpointing; returns the final `state()`."""
         # The probes time convolutions: before _start(), whose data pipeline threads would slow them down.
         self.eta = progress.Eta(self.network, self.schedule, self.config.loss, progress.machine_rate(),
                                 progress.probe_shapes)
