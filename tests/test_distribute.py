@@ -37,7 +37,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
             env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == 0, [(q.returncode, o[-1500:], e[-1500:]) for q, (o, e) in zip(procs, outputs)]
         assert "done: 0.0 kimg at 8x8" in out
 
     # The chief (worker 0) owns the run directory; worker 1 saved to its scratch directory.

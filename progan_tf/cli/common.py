@@ -14,6 +14,7 @@ import typing
 from absl import app, flags, logging
 
 from progan_tf.errors import ConfigError, RunError  # noqa: F401 (RunError: for the commands)
+from progan_tf.training import distribute
 
 _GROUPS = {}  # flag name -> help group, in definition order
 
@@ -138,6 +139,13 @@ def run_app(program, doc, main):
             pylogging.getLogger("tensorflow").setLevel(pylogging.ERROR)
         try:
             main(flags.FLAGS)
+            if distribute.is_multi_worker():
+                # A MultiWorkerMirroredStrategy process can abort in the interpreter's teardown after it has finished
+                # ('terminate called after throwing ...', exit -6): TensorFlow's gRPC and health-check threads outlive
+                # it. Everything is written by now, so skip the teardown.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
         except ConfigError as e:
             fail(program, e.message(lambda field: f"--{field}"))
         except (UsageError, ValueError, FileExistsError) as e:  # ValueError: a file that is not what it should be

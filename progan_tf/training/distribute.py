@@ -10,10 +10,15 @@ def make_strategy(devices=None):
 
     `devices`: device names for MirroredStrategy; None means every visible GPU (or the CPU).
     """
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    if sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1:
+    if is_multi_worker():
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices or None)
+
+
+def is_multi_worker():
+    """Whether TF_CONFIG names several workers (a chief counts as one)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) > 1
 
 
 def make_deterministic():
