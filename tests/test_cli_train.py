@@ -87,8 +87,8 @@ def test_progress_lines_reach_a_pipe_as_they_happen(tmp_path):
                             cwd=tmp_path, env=BUFFERED_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()
     assert first.startswith("generating") and runs.read_state(str(tmp_path / "run")) is None  # no step yet
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 0 and "done:" in out, err[-2000:]
+    proc.kill()  # the rest of the run is test_training_on_a_prepared_dataset's
+    proc.communicate(timeout=60)
 
 
 FULL_STEP = textwrap.dedent("""
