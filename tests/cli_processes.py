@@ -1,4 +1,4 @@
-"""The console scripts as subprocesses, and the tiny export they read, for the tests of cli/."""
+"""The console scripts as subprocesses (or as forks of one, `forked`), and the tiny export they read."""
 import json
 import os
 import subprocess
