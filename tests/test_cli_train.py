@@ -211,11 +211,6 @@ def _fill(directory):
             assert e.errno == errno.ENOSPC
 
 
-def _cli(tmp_path, program, *args):
-    return subprocess.run([sys.executable, "-m", f"progan_tf.cli.{program}", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(tmp_path):
     """A 6 MiB tmpfs, filled: prepare --overwrite, export and train each end in one line, exit 1."""
     disk = tmp_path / "disk"
@@ -226,10 +221,11 @@ def test_a_real_full_disk_is_one_line_for_every_tool_and_keeps_what_was_written(
         ds, run_dir, models = disk / "ds", disk / "run", disk / "models"
         prepare = ["--source=synthetic", f"--out_dir={ds}", "--num_images=64", "--max_resolution=8",
                    "--progress=false"]
-        assert _cli(tmp_path, "prepare", *prepare).returncode == 0
+        made = forked({"prepare": ("prepare", prepare),
+                       "train": ("train", [*KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={run_dir}"]),
+                       "export": ("export", [f"--run_dir={run_dir}", f"--export_base={models}"])}, tmp_path)
+        assert all(code == 0 for code, _, _ in made.values()), made
         manifest = (ds / "manifest.json").read_bytes()
-        assert _cli(tmp_path, "train", *KILL_RUN[:-1], f"--data_dir={ds}", f"--run_dir={run_dir}").returncode == 0
-        assert _cli(tmp_path, "export", f"--run_dir={run_dir}", f"--export_base={models}").returncode == 0
         _fill(disk)
         full = forked({"prepare": ("prepare", [*prepare, "--overwrite", "--num_images=128"]),
                        "export": ("export", [f"--run_dir={run_dir}", f"--export_base={models}"]),
