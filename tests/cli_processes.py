@@ -68,17 +68,9 @@ FORK = textwrap.dedent("""
 
 
 def forked(jobs, cwd, timeout=180):
-    """Run console scripts that stop before any real work (misuse, an unusable run, a full disk) one after
-    the other, each a fork of one process that imported TensorFlow once: an import costs about 4 s of CPU,
-    the rest of such a run little.
-
-    Args:
-      jobs: {name: (tool, [flags])}, e.g. {"bad_port": ("serve", ["--port=eighty"])}.
-      cwd: the directory each runs in.
-
-    Returns:
-      {name: (exit code, stdout, stderr)}.
-    """
+    """Run console scripts one after the other, each a fork of one process that imported TensorFlow once (an
+    import costs about 4 s of CPU): for runs whose start-up is not what a test is about (misuse, an unusable run,
+    a full disk, a setup). `jobs` is {name: (tool, [flags])}; returns {name: (exit code, stdout, stderr)}."""
     with tempfile.TemporaryDirectory() as logs:
         spec = {name: {"tool": tool, "args": list(args), "cwd": str(cwd), "out": os.path.join(logs, f"{i}.out"),
                        "err": os.path.join(logs, f"{i}.err")} for i, (name, (tool, args)) in enumerate(jobs.items())}
