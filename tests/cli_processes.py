@@ -49,7 +49,7 @@ FORK = textwrap.dedent("""
             opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(opened, fd)
             os.close(opened)
-        sys.argv = ["progan-" + job["tool"], *job["args"]]
+        sys.argv = ["", *job["args"]]  # run_module puts the module's path first, as python -m does
         try:
             runpy.run_module("progan_tf.cli." + job["tool"], run_name="__main__", alter_sys=True)
             code = 0

@@ -239,6 +239,3 @@ def _remove_stale_partials(parent, base):
                 alive = True
             if not alive:
                 shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------- parallel encoding
