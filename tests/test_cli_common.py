@@ -1,4 +1,5 @@
 """What every console script shares: --help, one-line errors, quiet output, a clear missing-TensorFlow line."""
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,44 @@ def test_a_level_set_by_the_parent_and_the_worker_processes_stay_quiet(tmp_path)
                           timeout=180)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.startswith("prepared 4 images")
+
+
+def _run_app_in_fork(tmp_path, tf_config):
+    """common.run_app of a `main` that writes unterminated output, in a fork; (exit code, stdout, stderr) where stdout
+    ends with "returned" if run_app returned to its caller (the interpreter's teardown would follow)."""
+    from progan_tf.cli import common
+
+    def main(_):
+        print("finished", end="")
+        sys.stderr.write("last words")
+
+    out, err = tmp_path / "out", tmp_path / "err"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd, path in ((1, out), (2, err)):
+                os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+            sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+            os.environ.pop("TF_CONFIG", None)
+            if tf_config:
+                os.environ["TF_CONFIG"] = json.dumps(tf_config)
+            sys.argv = ["progan-test"]
+            common.run_app("progan-test", "doc", main)
+        except SystemExit:
+            print(" returned", end="")
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(3)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return code, out.read_text(), err.read_text()
+
+
+def test_a_multi_worker_process_skips_the_teardown_after_writing_everything(tmp_path):
+    """Two workers: run_app ends the process itself (exit 0, nothing left unflushed), so TensorFlow's gRPC threads
+    cannot abort the interpreter's teardown; a one-process run returns to its caller as usual."""
+    workers = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    assert _run_app_in_fork(tmp_path, workers) == (0, "finished", "last words")
+    one = {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}
+    assert _run_app_in_fork(tmp_path, one) == (3, "finished returned", "last words")
+    assert _run_app_in_fork(tmp_path, None) == (3, "finished returned", "last words")
