@@ -93,8 +93,8 @@ def test_input_pipelines_split_each_epoch(tmp_path, data_dir, cache_mb, shards):
 def test_mismatches_are_clear_errors(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"has 3 channel\(s\) but num_channels=1: use num_channels=3"):
         open_dataset(data_dir, num_channels=1)
-    with pytest.raises(ValueError, match="not 16x16: train with --resolution=8 or prepare it again with "
-                                         "--max_resolution=16"):
+    with pytest.raises(ValueError, match="not 16x16: train with resolution=8 or prepare it again with "
+                                         "max_resolution=16$"):
         open_dataset(data_dir, max_resolution=16)
     with pytest.raises(ValueError, match="not 32x32"):
         open_dataset(data_dir).batches(32, 4)

@@ -79,8 +79,11 @@ def test_preflight_fails_fast_on_small_or_unreadable_sources(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(folder / f"{i}.png")
     source = sources.FolderSource(str(folder))
-    with pytest.raises(sources.SourceError, match=r"8x8 or smaller, below --max_resolution=16; lower it \(to 8\)"):
+    with pytest.raises(sources.SourceError, match=r"8x8 or smaller, below max_resolution=16; lower it \(to 8\) "
+                                                  r"or pass allow_upscale$") as error:
         prepare(source, tmp_path / "d", max_resolution=16)
+    assert error.value.message(lambda field: f"--{field}").endswith("below --max_resolution=16; lower it (to 8) or "
+                                                                      "pass --allow_upscale")  # as the CLI says it
     assert not os.path.exists(tmp_path / "d")
     assert prepare(source, tmp_path / "d", max_resolution=16, allow_upscale=True)["num_images"] == 3
     assert prepare(source, tmp_path / "e")["max_resolution"] == 8  # inferred
@@ -90,7 +93,7 @@ def test_preflight_fails_fast_on_small_or_unreadable_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(sources.SourceError, match="holds no png/jpg/jpeg/webp/bmp files"):
         sources.open_image_source(str(tmp_path / "empty"))
-    with pytest.raises(sources.SourceError, match="does not exist"):
+    with pytest.raises(sources.SourceError, match=r"^source=\S+missing does not exist"):
         sources.open_image_source(str(tmp_path / "missing"))
 
 

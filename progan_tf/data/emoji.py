@@ -80,16 +80,18 @@ class EmojiSource(IndexedSource):
 
     def __init__(self, font_path=DEFAULT_FONT, split="all"):
         if split not in SPLITS:
-            raise SourceError(f"emoji split {split!r} is unknown; choose one of {', '.join(SPLITS)}")
+            raise SourceError("emoji split {split!r} is unknown; choose one of {splits}", split=split,
+                              splits=", ".join(SPLITS))
         if not os.path.isfile(font_path):
-            raise SourceError(f"emoji font {font_path} does not exist; install it with `apt-get install "
-                              f"fonts-noto-color-emoji` or name another colour-emoji font")
+            raise SourceError("emoji font {font} does not exist; install it with `apt-get install "
+                              "fonts-noto-color-emoji` or name another colour-emoji font", font=font_path)
         try:
             sequences = find_emoji(font_path)
         except OSError as e:
-            raise SourceError(f"emoji font {font_path} cannot be read ({e})") from None
+            raise SourceError("emoji font {font} cannot be read ({reason})", font=font_path, reason=e) from None
         if not sequences:
-            raise SourceError(f"{font_path} draws no colour emoji; name a colour-emoji font such as Noto Color Emoji")
+            raise SourceError("{font} draws no colour emoji; name a colour-emoji font such as Noto Color Emoji",
+                              font=font_path)
         bases = sorted({s[0] for s in sequences})
         test = {b for i, b in enumerate(bases) if i % TEST_EVERY == TEST_EVERY - 1}
         self.sequences = [s for s in sequences if split == "all" or (s[0] in test) == (split == "test")]

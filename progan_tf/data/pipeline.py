@@ -53,9 +53,8 @@ class ArrayDataset:
     def level(self, resolution):
         """uint8 [N, resolution, resolution, C] (cached)."""
         if resolution > self.max_resolution:
-            raise ValueError(
-                f"resolution {resolution} exceeds this dataset's maximum {self.max_resolution}; "
-                f"lower --resolution or use larger images")
+            raise ConfigError("resolution {asked} exceeds this dataset's maximum {maximum}; lower {resolution} or use "
+                              "larger images", asked=resolution, maximum=self.max_resolution)
         if resolution not in self._levels:
             images = self.images
             while images.shape[1] > resolution:
@@ -153,10 +152,9 @@ class PreparedDataset:
 
     def check_resolution(self, resolution):
         if resolution not in self.resolutions:
-            raise ValueError(
-                f"dataset {self.data_dir} holds {self.resolutions[0]}x{self.resolutions[0]} to "
-                f"{self.max_resolution}x{self.max_resolution}, not {resolution}x{resolution}: train with "
-                f"--resolution={self.max_resolution} or prepare it again with --max_resolution={resolution}")
+            raise ConfigError("dataset {path} holds {low}x{low} to {high}x{high}, not {asked}x{asked}: train with "
+                              "{resolution}={high} or prepare it again with {max_resolution}={asked}",
+                              path=self.data_dir, low=self.resolutions[0], high=self.max_resolution, asked=resolution)
 
     def level(self, resolution):
         """Every image at `resolution`, uint8 [N, R, R, C] in written order (kept if cached)."""

@@ -62,16 +62,18 @@ def preflight(source, max_resolution=0, crop="center", allow_upscale=False, samp
     if not sides:
         if max_resolution:
             return max_resolution, seconds_per_image
-        raise SourceError(f"the first {sample} images of {source.description} are unreadable, so the size cannot "
-                          f"be inferred; check the source or set --max_resolution")
+        raise SourceError("the first {sample} images of {description} are unreadable, so the size cannot be "
+                          "inferred; check the source or set {max_resolution}", sample=sample,
+                          description=source.description)
     native = 2 ** int(math.log2(max(sides)))
     if not max_resolution:
         if native < 4:
-            raise SourceError(f"the images are {shapes[0]}, smaller than 4x4")
+            raise SourceError("the images are {shape}, smaller than 4x4", shape=shapes[0])
         return native, seconds_per_image
     if max(sides) < max_resolution and not allow_upscale:
-        raise SourceError(f"the images are {shapes[int(np.argmax(sides))]} or smaller, below --max_resolution="
-                          f"{max_resolution}; lower it (to {native}) or pass --allow_upscale")
+        raise SourceError("the images are {shape} or smaller, below {max_resolution}={value}; lower it (to "
+                          "{native}) or pass {allow_upscale}", shape=shapes[int(np.argmax(sides))],
+                          value=max_resolution, native=native)
     return max_resolution, seconds_per_image
 
 
@@ -159,8 +161,9 @@ def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upsc
             print(f"{len(duplicates)} duplicate images (kept; listed in the manifest), e.g. {duplicates[0]['item']} "
                   f"= {duplicates[0]['same_as']}", file=sys.stderr)
         if not writer.num_images:
-            raise SourceError(f"no usable images: all {len(skipped)} were skipped (first: "
-                              f"{skipped[0]['item'] if skipped else '-'}: {skipped[0]['reason'] if skipped else '-'})")
+            raise SourceError("no usable images: all {count} were skipped (first: {item}: {reason})",
+                              count=len(skipped), item=skipped[0]["item"] if skipped else "-",
+                              reason=skipped[0]["reason"] if skipped else "-")
         seconds = time.time() - start
         manifest = writer.commit(_manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels,
                                            skipped, duplicates, seconds, writer.num_images))

@@ -14,6 +14,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from progan_tf.errors import ConfigError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CROP_MODES = ("center", "pad")
 
@@ -22,8 +24,8 @@ class BadImage(Exception):
     """One unreadable or unusable image: skipped, counted and listed, never fatal."""
 
 
-class SourceError(ValueError):
-    """The source as a whole is unusable (missing, empty, wrong format): a one-line message."""
+class SourceError(ConfigError):
+    """The source as a whole is unusable (missing, empty, wrong format): one line, options named as `{field}`."""
 
 
 def to_array(image, num_channels=3):
@@ -99,7 +101,7 @@ class FolderSource:
 
     def __init__(self, root):
         if not os.path.isdir(root):
-            raise SourceError(f"--source={root} is not a directory of images")
+            raise SourceError("{source}={root} is not a directory of images", root=root)
         self.root = root
         paths = []
         for directory, subdirs, files in os.walk(root):
@@ -107,7 +109,8 @@ class FolderSource:
             paths += [os.path.relpath(os.path.join(directory, f), root) for f in sorted(files)
                       if f.lower().endswith(IMAGE_EXTENSIONS)]
         if not paths:
-            raise SourceError(f"--source={root} holds no {'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files")
+            raise SourceError("{source}={root} holds no {kinds} files", root=root,
+                              kinds="/".join(e[1:] for e in IMAGE_EXTENSIONS))
         self.paths = paths
         self.label_names = sorted({p.split(os.sep)[0] for p in paths if os.sep in p}) or None
         self.num_channels = 3
@@ -144,19 +147,21 @@ def _find(directory, names, what):
             path = os.path.join(directory, candidate)
             if os.path.isfile(path):
                 return path
-    raise SourceError(f"{directory} has no {what} ({' or '.join(names)}[.gz])")
+    raise SourceError("{directory} has no {what} ({names}[.gz])", directory=directory, what=what,
+                      names=" or ".join(names))
 
 
 def read_idx(path):
     """An IDX file (the MNIST format: big-endian header, then the data) as a NumPy array."""
     data = _read_maybe_gz(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise SourceError(f"{path} is not an unsigned-byte IDX file")
+        raise SourceError("{path} is not an unsigned-byte IDX file", path=path)
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     if len(data) != offset + int(np.prod(shape)):
-        raise SourceError(f"{path} is truncated: header says {shape}, file has {len(data) - offset} bytes of data")
+        raise SourceError("{path} is truncated: header says {shape}, file has {size} bytes of data", path=path,
+                          shape=shape, size=len(data) - offset)
     return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
@@ -184,16 +189,17 @@ class MnistSource(IndexedSource):
 
     def __init__(self, directory, split="train", rgb=False, count=0, seed=0):
         if not os.path.isdir(directory):
-            raise SourceError(f"mnist:{directory} is not a directory")
+            raise SourceError("mnist:{directory} is not a directory", directory=directory)
         prefix = {"train": "train", "test": "t10k"}[split]
         images = read_idx(_find(directory, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"],
                                 f"MNIST {split} images"))
         labels = read_idx(_find(directory, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"],
                                 f"MNIST {split} labels"))
         if images.ndim != 3 or labels.shape != images.shape[:1]:
-            raise SourceError(f"MNIST images {images.shape} and labels {labels.shape} do not match")
+            raise SourceError("MNIST images {images} and labels {labels} do not match", images=images.shape,
+                              labels=labels.shape)
         if not len(images):
-            raise SourceError(f"mnist:{directory} holds no images")
+            raise SourceError("mnist:{directory} holds no images", directory=directory)
         self.images = np.pad(images, ((0, 0), (2, 2), (2, 2)))  # [N, 32, 32]
         self.labels = labels.astype(np.int64)
         self.rgb, self.seed = rgb, seed
@@ -219,21 +225,22 @@ class Cifar10Source(IndexedSource):
         if os.path.isdir(os.path.join(directory, "cifar-10-batches-bin")):
             directory = os.path.join(directory, "cifar-10-batches-bin")
         if not os.path.isdir(directory):
-            raise SourceError(f"cifar10:{directory} is not a directory")
+            raise SourceError("cifar10:{directory} is not a directory", directory=directory)
         names = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
         paths = [os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))]
         if not paths:
-            raise SourceError(f"cifar10:{directory} holds none of {', '.join(names)} (the binary version)")
+            raise SourceError("cifar10:{directory} holds none of {names} (the binary version)", directory=directory,
+                              names=", ".join(names))
         records = []
         for path in paths:
             data = np.fromfile(path, np.uint8)
             if data.size % self.RECORD:
-                raise SourceError(f"{path} is not a CIFAR-10 binary batch ({data.size} bytes is not a "
-                                  f"multiple of {self.RECORD})")
+                raise SourceError("{path} is not a CIFAR-10 binary batch ({size} bytes is not a multiple of {record})",
+                                  path=path, size=data.size, record=self.RECORD)
             records.append(data.reshape(-1, self.RECORD))
         records = np.concatenate(records)  # [N, 3073]
         if not len(records):
-            raise SourceError(f"cifar10:{directory} holds no images")
+            raise SourceError("cifar10:{directory} holds no images", directory=directory)
         self.labels = records[:, 0].astype(np.int64)
         self.images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # [N, 32, 32, 3]
         self.count = len(self.images)
@@ -254,7 +261,7 @@ class SyntheticSource(IndexedSource):
     def __init__(self, count, resolution=64, seed=0):
         from progan_tf.data import synthetic
         if count < 1:
-            raise SourceError(f"synthetic: --num_images must be >= 1, got {count}")
+            raise SourceError("synthetic: {num_images} must be >= 1, got {count}", count=count)
         self.count, self.resolution, self.seed = count, resolution, seed
         self.num_channels = 3
         self.label_names = list(synthetic.SHAPES)
@@ -276,22 +283,22 @@ class TfdsSource:
         try:
             builder = tfds.builder(name, data_dir=data_dir or None)
         except Exception as e:  # DatasetNotFoundError, bad config name, ...
-            raise SourceError(f"tfds:{name}: {str(e).splitlines()[0]}") from None
+            raise SourceError("tfds:{name}: {reason}", name=name, reason=str(e).splitlines()[0]) from None
         if not _tfds_prepared(builder):
             if not manual_dir:
-                raise SourceError(f"tfds:{name} is not prepared in {builder.data_dir}; give --tfds_data_dir where it "
-                                  f"is, or --tfds_manual_dir with its manual download (progan-prepare never "
-                                  f"downloads)")
+                raise SourceError("tfds:{name} is not prepared in {data_dir}; give {tfds_data_dir} where it is, or "
+                                  "{tfds_manual_dir} with its manual download (progan-prepare never downloads)",
+                                  name=name, data_dir=builder.data_dir)
             config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
             try:
                 builder.download_and_prepare(download_config=config)
             except Exception as e:  # tfds raises AssertionError, FileNotFoundError, ... for a bad manual_dir
-                raise SourceError(f"tfds:{name} could not be prepared from --tfds_manual_dir={manual_dir}: "
-                                  f"{str(e).splitlines()[0]}") from None
+                raise SourceError("tfds:{name} could not be prepared from {tfds_manual_dir}={manual_dir}: {reason}",
+                                  name=name, manual_dir=manual_dir, reason=str(e).splitlines()[0]) from None
         features = builder.info.features
         image_keys = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
         if not image_keys:
-            raise SourceError(f"tfds:{name} has no image feature")
+            raise SourceError("tfds:{name} has no image feature", name=name)
         self.image_key = image_keys[0]
         label = features["label"] if "label" in features.keys() else None
         self.label_key = "label" if isinstance(label, tfds.features.ClassLabel) else None
@@ -300,9 +307,10 @@ class TfdsSource:
         try:
             self.count = builder.info.splits[split].num_examples
         except Exception:
-            raise SourceError(f"tfds:{name} has no split {split!r}; it has {list(builder.info.splits)}") from None
+            raise SourceError("tfds:{name} has no split {split!r}; it has {splits}", name=name, split=split,
+                              splits=list(builder.info.splits)) from None
         if not self.count:
-            raise SourceError(f"tfds:{name}:{split} holds no images")
+            raise SourceError("tfds:{name}:{split} holds no images", name=name, split=split)
         self.name, self.split, self.data_dir = name, split, data_dir
         self.description = f"tfds:{name}:{split}"
 
@@ -334,7 +342,7 @@ def _tfds_prepared(builder):
 
 def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfds_data_dir=None,
                       tfds_manual_dir=None):
-    """Parse a --source value into a source object; raises SourceError, a one-line description of what is wrong.
+    """Parse a source value (progan-prepare's --source) into a source object; raises SourceError.
 
     spec: a folder path | tfds:NAME[/CONFIG][:SPLIT] | mnist:DIR[:SPLIT] | cifar10:DIR[:SPLIT] | synthetic
     | emoji[:FONT][:all|train|test]. mnist_rgb builds the paper's MNIST-RGB from an mnist: source. count and seed are
@@ -357,6 +365,6 @@ def open_image_source(spec, mnist_rgb=False, count=0, seed=0, resolution=64, tfd
         name, _, split = rest.partition(":")
         return TfdsSource(name, split or "train", tfds_data_dir, tfds_manual_dir)
     if not os.path.exists(spec):
-        raise SourceError(f"--source={spec} does not exist (expected a folder, tfds:NAME[/CONFIG][:SPLIT], "
-                          f"mnist:DIR, cifar10:DIR, emoji[:FONT][:SPLIT] or synthetic)")
+        raise SourceError("{source}={spec} does not exist (expected a folder, tfds:NAME[/CONFIG][:SPLIT], "
+                          "mnist:DIR, cifar10:DIR, emoji[:FONT][:SPLIT] or synthetic)", spec=spec)
     return FolderSource(spec)
