@@ -14,6 +14,7 @@ import shutil
 
 import numpy as np
 
+from progan_tf.errors import ConfigError
 from progan_tf.resolutions import resolutions_between
 
 FORMAT = "progan_tf.tfrecord"
@@ -143,14 +144,15 @@ def is_dataset(path):
 def check_target(out_dir, overwrite):
     """Refuse to write over anything but an empty directory or, with `overwrite`, a dataset of ours.
 
-    Raises FileExistsError if `out_dir` is a dataset and `overwrite` is False, ValueError if it holds something else
-    (which --overwrite never deletes).
+    Raises FileExistsError if `out_dir` is a dataset and `overwrite` is False, ConfigError if it holds something else
+    (which `overwrite` never deletes).
     """
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
     if not is_dataset(out_dir):
-        raise ValueError(f"{out_dir} exists and is not a progan_tf dataset (no manifest.json of format {FORMAT}); "
-                         f"--overwrite replaces only datasets: choose another --out_dir or --name")
+        raise ConfigError("{path} exists and is not a progan_tf dataset (no manifest.json of format {format}); "
+                          "{overwrite} replaces only datasets: choose another {out_dir} or {name}", path=out_dir,
+                          format=FORMAT)
     if not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
 
