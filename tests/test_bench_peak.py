@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from graph_flops import graph_flops
 from progan_tf.bench import peak
+from progan_tf.errors import ConfigError
 
 
 def test_conv_peak_step_runs_forward_and_both_gradients():
@@ -48,3 +49,19 @@ def test_windows_without_time_to_wait_are_judged_by_their_own_load(monkeypatch, 
     result = peak.timed_windows(lambda: None, repeats=3, budget_seconds=0)
     assert result["quiet"] is quiet and len(result["seconds"]) == 3
     assert result["rejected"] == 0
+
+
+def test_a_peak_file_is_read_back_and_an_old_one_is_refused_naming_the_options(tmp_path):
+    """A peak JSON, or a progan-bench JSON carrying one, reads back; one from before executed and nominal FLOPs were
+    told apart is a ConfigError that progan-bench writes as its --peak_json and --peak flags."""
+    good = {"conv_peak_gflops": 300.0, "conv_peak_gflops_nominal": 320.0}
+    peak.write_json(str(tmp_path / "peak.json"), good)
+    peak.write_json(str(tmp_path / "bench.json"), {"rows": [], "peak": good})
+    assert peak.read_peak(str(tmp_path / "peak.json")) == good
+    assert peak.read_peak(str(tmp_path / "bench.json")) == good
+    peak.write_json(str(tmp_path / "old.json"), {"conv_peak_gflops": 300.0})
+    with pytest.raises(ConfigError) as error:
+        peak.read_peak(str(tmp_path / "old.json"))
+    assert error.value.message(lambda field: f"--{field}") == (
+        f"--peak_json={tmp_path / 'old.json'} holds no peak measured with executed and nominal FLOPs told apart; "
+        f"measure it again with --peak")

@@ -19,6 +19,7 @@ import psutil
 import tensorflow as tf
 
 from progan_tf.bench import flops as flops_lib
+from progan_tf.errors import ConfigError
 
 MAX_OTHER_CORES = 0.15
 
@@ -210,13 +211,13 @@ def print_table(peak, print_fn=print):
 
 
 def read_peak(path):
-    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used); else ValueError."""
+    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used); else ConfigError."""
     with open(path, encoding="utf-8") as f:
         peak = json.load(f)
     peak = peak.get("peak") or peak
     if "conv_peak_gflops_nominal" not in peak:
-        raise ValueError(f"{path} holds no peak measured with executed and nominal FLOPs told apart; "
-                         f"measure it again with --peak")
+        raise ConfigError("{peak_json}={path} holds no peak measured with executed and nominal FLOPs told apart; "
+                          "measure it again with {peak}", path=path)
     return peak
 
 
