@@ -33,6 +33,8 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
     (tmp_path / "datasets" / "taken" / "notes.txt").write_text("keep")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("keep")
+    (tmp_path / "ours").mkdir()  # a dataset of ours (its manifest names the format): replaced only with --overwrite
+    (tmp_path / "ours" / "manifest.json").write_text(json.dumps({"format": "progan_tf.tfrecord"}))
     misuses = {
         "no_source": (["--name=x"], "--source is required"),
         "missing": (["--source=no/such/dir", "--name=x"], "--source=no/such/dir does not exist"),
@@ -43,6 +45,8 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
         "exists": (["--source=synthetic", "--name=taken"], "exists and is not a progan_tf dataset"),
         "overwrite_foreign": (["--source=synthetic", "--out_dir=foreign", "--overwrite", "--num_images=16",
                                "--max_resolution=8"], "--overwrite replaces only datasets"),
+        "exists_ours": (["--source=synthetic", "--out_dir=ours", "--num_images=16", "--max_resolution=8"],
+                        "ours already exists; pass --overwrite to replace it"),
         "crop": (["--source=synthetic", "--name=x", "--crop=diagonal"], "--crop='diagonal' is unknown"),
         "not_int": (["--source=synthetic", "--name=x", "--workers=many"], "workers"),
     }
@@ -57,6 +61,7 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
     assert sorted(os.listdir(tmp_path / "datasets")) == ["taken"], "nothing may be written"
     for folder in ("datasets/taken", "foreign"):
         assert os.listdir(tmp_path / folder) == ["notes.txt"] and (tmp_path / folder / "notes.txt").read_text() == "keep"
+    assert os.listdir(tmp_path / "ours") == ["manifest.json"]
     assert dry_code == 0, dry_err[-2000:]
     plan = json.loads(plan)
     assert (plan["max_resolution"], plan["num_images"], plan["out_dir"]) == (8, 2, "datasets/x")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from prepared_datasets import ListSource, assert_exact_pyramid, prepare
 from progan_tf.data import sources, tfrecord
+from progan_tf.errors import ConfigError
 
 
 def _png_bytes(image, **save):
@@ -87,8 +88,9 @@ def test_preflight_fails_fast_on_small_or_unreadable_sources(tmp_path):
     assert not os.path.exists(tmp_path / "d")
     assert prepare(source, tmp_path / "d", max_resolution=16, allow_upscale=True)["num_images"] == 3
     assert prepare(source, tmp_path / "e")["max_resolution"] == 8  # inferred
-    with pytest.raises(FileExistsError, match="already exists; pass --overwrite"):
+    with pytest.raises(ConfigError, match="already exists; pass overwrite to replace it$") as error:
         prepare(source, tmp_path / "d")
+    assert error.value.message(lambda field: f"--{field}").endswith("pass --overwrite to replace it")
     assert prepare(source, tmp_path / "d", overwrite=True)["max_resolution"] == 8
     (tmp_path / "empty").mkdir()
     with pytest.raises(sources.SourceError, match="holds no png/jpg/jpeg/webp/bmp files"):

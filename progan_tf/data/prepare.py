@@ -145,7 +145,7 @@ def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upsc
     the source allows, as the official tool does, so that streaming reads are well mixed. workers: encoding processes
     (0 = one per CPU core, or 1 when the work is estimated under AUTO_POOL_SECONDS). progress shows a progress bar and
     the skipped files on stderr. Raises SourceError if the source is unusable or every image was skipped,
-    FileExistsError if out_dir exists and overwrite is False.
+    ConfigError if out_dir holds anything but a dataset of ours, or one and overwrite is False.
     """
     check_target(out_dir, overwrite)
     plan = plan_dataset(source, max_resolution, crop, allow_upscale, num_images, shards, images_per_shard)

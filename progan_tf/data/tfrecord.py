@@ -144,8 +144,8 @@ def is_dataset(path):
 def check_target(out_dir, overwrite):
     """Refuse to write over anything but an empty directory or, with `overwrite`, a dataset of ours.
 
-    Raises FileExistsError if `out_dir` is a dataset and `overwrite` is False, ConfigError if it holds something else
-    (which `overwrite` never deletes).
+    Raises ConfigError if `out_dir` is a dataset and `overwrite` is False, or if it holds something else (which
+    `overwrite` never deletes).
     """
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
@@ -154,7 +154,7 @@ def check_target(out_dir, overwrite):
                           "{overwrite} replaces only datasets: choose another {out_dir} or {name}", path=out_dir,
                           format=FORMAT)
     if not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+        raise ConfigError("{path} already exists; pass {overwrite} to replace it", path=out_dir)
 
 
 class DatasetWriter:
