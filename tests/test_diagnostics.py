@@ -1,5 +1,5 @@
-"""The developer diagnostics in benchmarks/: the step profile, the oneDNN verbose-log summary and the
-padding check."""
+"""The developer diagnostics in benchmarks/: the step profile, the oneDNN verbose-log summary, the
+padding check and D's overfitting check."""
 import os
 import sys
 
@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
+from tiny_runs import trainer as tiny_trainer
+from progan_tf import networks
 from progan_tf.bench import flops
 from progan_tf.networks import NetworkConfig
 from progan_tf.schedule import Schedule
@@ -15,6 +17,7 @@ from progan_tf.training.config import TrainConfig
 from progan_tf.training.trainer import Trainer
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+import d_overfit  # noqa: E402
 import onednn_log  # noqa: E402
 import padding_check  # noqa: E402
 import profile_step as profile  # noqa: E402
@@ -111,3 +114,19 @@ def test_padding_check_times_all_three_ops_both_ways():
     for padding in rates.values():
         assert set(padding) == {"fwd", "bwd_input", "bwd_filter"}
         assert all(np.isfinite(r) and r > 0 for r in padding.values())
+
+
+def test_d_overfit_scores_with_the_checkpoints_d_and_gs_at_their_alpha(tmp_path):
+    run = tiny_trainer(tmp_path)
+    state = run.train(stop_at_images=96)  # mid-fade into 8x8: alpha 0.5, the fading networks
+    assert state["fading"] and 0 < state["alpha"] < 1
+    d, gs, loaded = d_overfit.newest_models(str(tmp_path))
+    assert loaded["images_seen"] == 96
+    # The trained models hold the alpha of their last step (0.375); the checkpoint's state names the position's.
+    for model in (run.models.Gs, run.models.D):
+        networks.set_alpha(model, state["alpha"])
+    latents = np.random.default_rng(1).standard_normal((8, gs.input_shape[-1])).astype(np.float32)
+    fakes = run.models.Gs(latents, training=False).numpy()
+    np.testing.assert_allclose(gs(latents, training=False).numpy(), fakes, atol=1e-6)
+    np.testing.assert_allclose(d(fakes, training=False).numpy(), run.models.D(fakes, training=False).numpy(),
+                               atol=1e-5)

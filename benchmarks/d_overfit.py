@@ -1,0 +1,63 @@
+"""Does D remember its training images? D's scores on training reals, held-out reals and Gs's fakes.
+
+  python benchmarks/d_overfit.py --run_dir=runs/cpu_quality --data=datasets/emoji --heldout=datasets/emoji_test
+
+Loads D and Gs of the run's newest checkpoint at its resolution and alpha, and scores as many training images (a
+fixed random choice) as the held-out set has, the held-out images, and as many fakes. Prints the mean ± sd of each
+and the overfitting ratio (train - held-out) / (held-out - fake): 0 when D cannot tell the images it trained on from
+new ones, 1 when it separates them as far as it separates reals from fakes.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from progan_tf import networks, runs
+from progan_tf.data.pipeline import PreparedDataset
+
+flags.DEFINE_string("run_dir", None, "The run directory.", required=True)
+flags.DEFINE_string("data", None, "The prepared dataset the run trained on.", required=True)
+flags.DEFINE_string("heldout", None, "A prepared dataset of images the run never trained on.", required=True)
+FLAGS = flags.FLAGS
+
+
+def newest_models(run_dir):
+    """(D, Gs, state) of the run's newest checkpoint, with its alpha set."""
+    state = runs.read_state(run_dir)
+    if state is None:
+        raise app.UsageError(f"{run_dir} has no checkpoint; name a run directory that progan-train has written")
+    config = runs.read_network(run_dir)
+    built = {name: build(config, state["resolution"], fading=state["fading"])
+             for name, build in (("D", networks.build_discriminator), ("Gs", networks.build_generator))}
+    path = os.path.join(runs.checkpoint_dir(run_dir), state["checkpoint"])
+    tf.train.Checkpoint(**built).restore(path).expect_partial().assert_existing_objects_matched()
+    for model in built.values():
+        networks.set_alpha(model, state["alpha"])
+    return built["D"], built["Gs"], state
+
+
+def main(_):
+    d, gs, state = newest_models(FLAGS.run_dir)
+    resolution = int(state["resolution"])
+    heldout = PreparedDataset(FLAGS.heldout).level(resolution)
+    train = PreparedDataset(FLAGS.data).level(resolution)
+    rng = np.random.default_rng(0)
+    train = train[rng.choice(len(train), len(heldout), replace=False)]
+    latents = rng.standard_normal((len(heldout), gs.input_shape[-1])).astype(np.float32)
+    fakes = np.concatenate([gs(latents[i:i + 64], training=False).numpy() for i in range(0, len(latents), 64)])
+    scores = {}
+    for name, images in (("train", train), ("held-out", heldout), ("fake", fakes)):
+        images = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images
+        # Whole batches of 32 only, so that minibatch stddev sees groups as in training.
+        scores[name] = np.concatenate([d(images[i:i + 32], training=False).numpy().ravel()
+                                       for i in range(0, len(images) - 31, 32)])
+    means = {name: s.mean() for name, s in scores.items()}
+    ratio = (means["train"] - means["held-out"]) / (means["held-out"] - means["fake"])
+    print(f"kimg {state['images_seen'] / 1000:.0f} {resolution}x{resolution}: "
+          + ", ".join(f"{name} {s.mean():+.3f} ± {s.std():.3f}" for name, s in scores.items())
+          + f"; (train - held-out) / (held-out - fake) = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
