@@ -7,26 +7,21 @@ fixed random choice) as the held-out set has, the held-out images, and as many f
 and the overfitting ratio (train - held-out) / (held-out - fake): 0 when D cannot tell the images it trained on from
 new ones, 1 when it separates them as far as it separates reals from fakes.
 """
+import argparse
 import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
 
 from progan_tf import networks, runs
 from progan_tf.data.pipeline import PreparedDataset
-
-flags.DEFINE_string("run_dir", None, "The run directory.", required=True)
-flags.DEFINE_string("data", None, "The prepared dataset the run trained on.", required=True)
-flags.DEFINE_string("heldout", None, "A prepared dataset of images the run never trained on.", required=True)
-FLAGS = flags.FLAGS
 
 
 def newest_models(run_dir):
     """(D, Gs, state) of the run's newest checkpoint, with its alpha set."""
     state = runs.read_state(run_dir)
     if state is None:
-        raise app.UsageError(f"{run_dir} has no checkpoint; name a run directory that progan-train has written")
+        raise SystemExit(f"d_overfit.py: {run_dir} has no checkpoint; name a run directory progan-train has written")
     config = runs.read_network(run_dir)
     built = {name: build(config, state["resolution"], fading=state["fading"])
              for name, build in (("D", networks.build_discriminator), ("Gs", networks.build_generator))}
@@ -37,11 +32,17 @@ def newest_models(run_dir):
     return built["D"], built["Gs"], state
 
 
-def main(_):
-    d, gs, state = newest_models(FLAGS.run_dir)
+def main():
+    # argparse, not absl flags: the tests import this module beside progan_tf.cli, whose flags share these names.
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_dir", required=True, help="The run directory.")
+    parser.add_argument("--data", required=True, help="The prepared dataset the run trained on.")
+    parser.add_argument("--heldout", required=True, help="A prepared dataset of images the run never trained on.")
+    args = parser.parse_args()
+    d, gs, state = newest_models(args.run_dir)
     resolution = int(state["resolution"])
-    heldout = PreparedDataset(FLAGS.heldout).level(resolution)
-    train = PreparedDataset(FLAGS.data).level(resolution)
+    heldout = PreparedDataset(args.heldout).level(resolution)
+    train = PreparedDataset(args.data).level(resolution)
     rng = np.random.default_rng(0)
     train = train[rng.choice(len(train), len(heldout), replace=False)]
     latents = rng.standard_normal((len(heldout), gs.input_shape[-1])).astype(np.float32)
@@ -60,4 +61,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()
