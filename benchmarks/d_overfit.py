@@ -8,27 +8,28 @@ and the overfitting ratio (train - held-out) / (held-out - fake): 0 when D canno
 new ones, 1 when it separates them as far as it separates reals from fakes.
 """
 import argparse
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from progan_tf import networks, runs
 from progan_tf.data.pipeline import PreparedDataset
+from progan_tf.errors import RunError
 
 
 def newest_models(run_dir):
-    """(D, Gs, state) of the run's newest checkpoint, with its alpha set."""
-    state = runs.read_state(run_dir)
-    if state is None:
-        raise SystemExit(f"d_overfit.py: {run_dir} has no checkpoint; name a run directory progan-train has written")
+    """(D, Gs, state) of the run's newest readable checkpoint, with its alpha set; RunError if there is none."""
     config = runs.read_network(run_dir)
-    built = {name: build(config, state["resolution"], fading=state["fading"])
-             for name, build in (("D", networks.build_discriminator), ("Gs", networks.build_generator))}
-    path = os.path.join(runs.checkpoint_dir(run_dir), state["checkpoint"])
-    tf.train.Checkpoint(**built).restore(path).expect_partial().assert_existing_objects_matched()
-    for model in built.values():
-        networks.set_alpha(model, state["alpha"])
+
+    def restore(state, path):
+        built = {name: build(config, state["resolution"], fading=state["fading"])
+                 for name, build in (("D", networks.build_discriminator), ("Gs", networks.build_generator))}
+        tf.train.Checkpoint(**built).restore(path).expect_partial().assert_existing_objects_matched()
+        for model in built.values():
+            networks.set_alpha(model, state["alpha"])
+        return built
+
+    state, built = runs.restore_newest(run_dir, restore)
     return built["D"], built["Gs"], state
 
 
@@ -39,7 +40,10 @@ def main():
     parser.add_argument("--data", required=True, help="The prepared dataset the run trained on.")
     parser.add_argument("--heldout", required=True, help="A prepared dataset of images the run never trained on.")
     args = parser.parse_args()
-    d, gs, state = newest_models(args.run_dir)
+    try:
+        d, gs, state = newest_models(args.run_dir)
+    except (OSError, RunError) as e:  # no config.json, no readable checkpoint
+        raise SystemExit(f"d_overfit.py: {e}") from None
     resolution = int(state["resolution"])
     heldout = PreparedDataset(args.heldout).level(resolution)
     train = PreparedDataset(args.data).level(resolution)
