@@ -211,7 +211,9 @@ def print_table(peak, print_fn=print):
 
 
 def read_peak(path):
-    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used); else ConfigError."""
+    """A peak measured before: a peak JSON, or a progan-bench JSON (which carries the peak it used).
+
+    ConfigError if the file holds no peak with executed and nominal FLOPs told apart."""
     with open(path, encoding="utf-8") as f:
         peak = json.load(f)
     peak = peak.get("peak") or peak

@@ -91,8 +91,8 @@ class Trainer:
         try:
             saved = runs.read_json(path)
         except (OSError, ValueError) as e:
-            raise RunError(f"{path} cannot be read ({e}); it records the run's options, so the checkpoints "
-                           f"cannot be resumed safely without it: restore it, or start in another run directory") from None
+            raise RunError(f"{path} cannot be read ({e}); it records the run's options, so the checkpoints cannot "
+                           f"be resumed safely without it: restore it, or start in another run directory") from None
         check_resume(saved, options, self.config.run_dir, self.config.allow_data_change)
 
     # ---- phases -----------------------------------------------------------------------------
