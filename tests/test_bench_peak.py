@@ -45,10 +45,12 @@ class _Load:
 def test_windows_without_time_to_wait_are_judged_by_their_own_load(monkeypatch, cores, quiet):
     # --bench_wait=0 leaves no time to wait for quiet; windows that were quiet still count as quiet.
     monkeypatch.setattr(peak, "OtherLoad", type("Load", (_Load,), {"cores": cores}))
-    monkeypatch.setattr(peak.time, "sleep", lambda seconds: None)
+    slept = []
+    monkeypatch.setattr(peak.time, "sleep", slept.append)
     result = peak.timed_windows(lambda: None, repeats=3, budget_seconds=0)
     assert result["quiet"] is quiet and len(result["seconds"]) == 3
     assert result["rejected"] == 0
+    assert slept == []  # no time to wait: no probe of the load either (0.5 s at the start of every run)
 
 
 def test_a_peak_file_is_read_back_and_an_old_one_is_refused_naming_the_options(tmp_path):

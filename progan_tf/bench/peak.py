@@ -80,7 +80,8 @@ def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget
         return load.seconds, load.cores
 
     quiet, noisy = [], []
-    while len(quiet) < repeats and wait_for_quiet(max_other_cores, deadline=deadline):
+    # No budget: no probe of the load before each window (a run's start-up rate probe would sleep 0.5 s for nothing).
+    while len(quiet) < repeats and budget_seconds > 0 and wait_for_quiet(max_other_cores, deadline=deadline):
         seconds, cores = window()
         (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
         if time.monotonic() > deadline:
