@@ -88,19 +88,23 @@ def make_train_step(strategy, models, network, config, steps_per_call=None):
         total = tf.distribute.ReduceOp.SUM
         return strategy.reduce(total, d_loss, None), strategy.reduce(total, g_loss, None)
 
-    step_fn = tf.function(train_step, jit_compile=config.xla or None)
+    # No AutoGraph: the step has no Python control flow on tensors, and converting its source costs every process
+    # a second or two of start-up (half the first trace of a small network).
+    step_fn = tf.function(train_step, jit_compile=config.xla or None, autograph=False)
     if steps_per_call is None:
         return step_fn
 
     def train_steps(data, first_step, alphas, betas, count):
-        d_losses = g_losses = tf.zeros([steps_per_call])  # [k]
-        for i in tf.range(count):
+        def body(i, d_losses, g_losses):
             d_loss, g_loss = step_fn(next(data), first_step + tf.cast(i, tf.int64), alphas[i], betas[i])
-            d_losses = tf.tensor_scatter_nd_update(d_losses, [[i]], [d_loss])
-            g_losses = tf.tensor_scatter_nd_update(g_losses, [[i]], [g_loss])
+            return (i + 1, tf.tensor_scatter_nd_update(d_losses, [[i]], [d_loss]),
+                    tf.tensor_scatter_nd_update(g_losses, [[i]], [g_loss]))
+
+        zeros = tf.zeros([steps_per_call])  # [k]
+        _, d_losses, g_losses = tf.while_loop(lambda i, *_: i < count, body, (tf.constant(0), zeros, zeros))
         return d_losses, g_losses
 
-    return tf.function(train_steps)
+    return tf.function(train_steps, autograph=False)
 
 
 class NonFinite(Exception):
