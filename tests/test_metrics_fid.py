@@ -4,6 +4,7 @@ import pytest
 import scipy.linalg
 
 from progan_tf.data.synthetic import synthetic_images
+from progan_tf.errors import ConfigError
 from progan_tf.metrics import fid
 
 
@@ -96,11 +97,12 @@ def test_sampled_shifted_gaussian_matches_the_closed_form():
 
 
 def test_missing_inception_weights_name_the_file_and_the_way_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError) as error:
+    with pytest.raises(ConfigError) as error:
         fid.inception_feature_extractor(str(tmp_path / "missing.h5"))
-    message = str(error.value)
+    message = str(error.value)  # a library caller reads the option's name, progan-eval its flag
     assert "missing.h5" in message and fid.INCEPTION_WEIGHTS_FILE in message
-    assert fid.INCEPTION_WEIGHTS_URL in message and "--inception_weights" in message
+    assert fid.INCEPTION_WEIGHTS_URL in message and message.endswith("pass its path with inception_weights")
+    assert error.value.message(lambda field: f"--{field}").endswith("pass its path with --inception_weights")
 
 
 def test_inception_extractor_loads_a_local_h5_and_gives_pool_features(tmp_path):

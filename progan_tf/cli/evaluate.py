@@ -52,10 +52,7 @@ def options_from_flags(f):
     except ValueError as e:
         raise common.UsageError(f"--metrics: {e}") from None
     if "fid" in metrics:
-        try:
-            fid.check_inception_weights(f.inception_weights)
-        except FileNotFoundError as e:
-            raise common.UsageError(f"--inception_weights: {e}") from None
+        fid.check_inception_weights(f.inception_weights)  # a ConfigError: one line naming --inception_weights
     for name in ("num_images", "batch_size", "synthetic_images"):
         if getattr(f, name) < 2:
             raise common.UsageError(f"--{name} must be at least 2, got {getattr(f, name)}")

@@ -7,6 +7,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from progan_tf.errors import ConfigError
+
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
                          + INCEPTION_WEIGHTS_FILE)
@@ -14,18 +16,20 @@ INCEPTION_RESOLUTION = 299  # Inception-v3's native input size
 
 
 def check_inception_weights(path):
-    """Raise a FileNotFoundError that says how to get the Keras InceptionV3 "notop" weights if `path` is missing."""
+    """Raise a ConfigError (naming the option `inception_weights`) that says how to get the Keras InceptionV3 "notop"
+    weights if `path` is missing."""
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"FID needs the Inception-v3 weights file {INCEPTION_WEIGHTS_FILE} and {path!r} does not exist. "
-            f"This machine does not download; fetch {INCEPTION_WEIGHTS_URL} where there is network access "
-            f"(or copy ~/.keras/models/{INCEPTION_WEIGHTS_FILE}, which keras.applications.InceptionV3("
-            f"weights='imagenet', include_top=False) leaves there) and pass its path with --inception_weights.")
+        raise ConfigError(
+            "FID needs the Inception-v3 weights file {file} and {inception_weights}={path!r} does not exist. "
+            "This machine does not download; fetch {url} where there is network access (or copy "
+            "~/.keras/models/{file}, which keras.applications.InceptionV3(weights='imagenet', include_top=False) "
+            "leaves there) and pass its path with {inception_weights}", file=INCEPTION_WEIGHTS_FILE, path=path,
+            url=INCEPTION_WEIGHTS_URL)
 
 
 def inception_feature_extractor(weights_path, batch_size=50):
     """A function uint8 [N, H, W, C] (any size, 1 or 3 channels) -> Inception-v3 pool features float32
-    [N, 2048], `batch_size` images at a time (a 299^2 batch of 50 is ~55 MB of input); FileNotFoundError without the
+    [N, 2048], `batch_size` images at a time (a 299^2 batch of 50 is ~55 MB of input); ConfigError without the
     weights file."""
     import keras  # keras.applications is only needed here
 
