@@ -90,7 +90,7 @@ class TrainConfig:
             except ValueError as e:
                 raise ConfigError("{metrics}: {reason}", reason=e) from None
         if not self.ema and self.g_ema_kimg:
-            raise ConfigError("{ema} is off (--noema) but {g_ema_kimg}={value} is set; drop one", value=self.g_ema_kimg)
+            raise ConfigError("{ema} is off but {g_ema_kimg}={value} is set; drop one", value=self.g_ema_kimg)
 
     def ema_beta(self, batch_size, images_seen):
         """The decay of Gs for a step of `batch_size` images taken at `images_seen`."""
