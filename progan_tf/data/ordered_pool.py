@@ -14,6 +14,8 @@ import pickle
 import signal
 import threading
 
+from progan_tf.errors import RunError
+
 _END = "end"
 
 
@@ -84,8 +86,8 @@ def _receive(conn, proc):
         return conn.recv()
     except EOFError:
         proc.join(timeout=5)
-        raise RuntimeError(f"a {proc.name} died (exit code {proc.exitcode}); if it ran out of memory, "
-                           "use fewer --workers") from None
+        raise RunError(f"a {proc.name} died (exit code {proc.exitcode}); if it ran out of memory, "
+                       "use fewer workers") from None
 
 
 def _feed(items, chunk, task_writes, slots, stop, failure):
