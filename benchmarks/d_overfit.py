@@ -8,6 +8,7 @@ and the overfitting ratio (train - held-out) / (held-out - fake): 0 when D canno
 new ones, 1 when it separates them as far as it separates reals from fakes.
 """
 import argparse
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -19,18 +20,12 @@ from progan_tf.errors import RunError
 
 def newest_models(run_dir):
     """(D, Gs, state) of the run's newest readable checkpoint, with its alpha set; RunError if there is none."""
-    config = runs.read_network(run_dir)
-
-    def restore(state, path):
-        built = {name: build(config, state["resolution"], fading=state["fading"])
-                 for name, build in (("D", networks.build_discriminator), ("Gs", networks.build_generator))}
-        tf.train.Checkpoint(**built).restore(path).expect_partial().assert_existing_objects_matched()
-        for model in built.values():
-            networks.set_alpha(model, state["alpha"])
-        return built
-
-    state, built = runs.restore_newest(run_dir, restore)
-    return built["D"], built["Gs"], state
+    gs, config, state = runs.load_generator(run_dir)  # at the checkpoint's alpha, past a damaged newest one
+    d = networks.build_discriminator(config, state["resolution"], fading=state["fading"])
+    path = os.path.join(runs.checkpoint_dir(run_dir), state["checkpoint"])
+    tf.train.Checkpoint(D=d).restore(path).expect_partial().assert_existing_objects_matched()
+    networks.set_alpha(d, state["alpha"])
+    return d, gs, state
 
 
 def main():
@@ -42,7 +37,7 @@ def main():
     args = parser.parse_args()
     try:
         d, gs, state = newest_models(args.run_dir)
-    except (OSError, RunError) as e:  # no config.json, no readable checkpoint
+    except RunError as e:  # no readable config.json or checkpoint
         raise SystemExit(f"d_overfit.py: {e}") from None
     resolution = int(state["resolution"])
     heldout = PreparedDataset(args.heldout).level(resolution)
@@ -52,8 +47,8 @@ def main():
     latents = rng.standard_normal((len(heldout), gs.input_shape[-1])).astype(np.float32)
     fakes = np.concatenate([gs(latents[i:i + 64], training=False).numpy() for i in range(0, len(latents), 64)])
     scores = {}
-    for name, images in (("train", train), ("held-out", heldout), ("fake", fakes)):
-        images = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images
+    for name, images in (("train", train / 127.5 - 1), ("held-out", heldout / 127.5 - 1), ("fake", fakes)):
+        images = images.astype(np.float32)  # the reals from uint8 to D's input range [-1, 1], as in training
         # Whole batches of 32 only, so that minibatch stddev sees groups as in training.
         scores[name] = np.concatenate([d(images[i:i + 32], training=False).numpy().ravel()
                                        for i in range(0, len(images) - 31, 32)])
