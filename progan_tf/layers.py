@@ -211,7 +211,7 @@ class MinibatchStdDev(keras.layers.Layer):
         group = tf.minimum(self.group_size, n)
         tf.debugging.assert_equal(
             n % group, 0, message=f"MinibatchStdDev: the per-replica batch must be divisible by the "
-                                  f"group size {self.group_size}; change the batch size or --mbstd_group_size")
+                                  f"group size {self.group_size}; change the batch size or mbstd_group_size")
         y = tf.reshape(tf.cast(x, tf.float32), [-1, group, h, w, c])  # [M, G, H, W, C]
         y = y - tf.reduce_mean(y, axis=1, keepdims=True)
         y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + self.epsilon)  # [M, H, W, C]

@@ -53,7 +53,8 @@ def test_folder_with_bad_files_skips_and_lists_exactly_them(tmp_path, capfd):
     bad = {"bad/corrupt.png", "bad/truncated.png", "bad/empty.jpg", "bad/truncated.jpg", "small.png"}
     assert {s["item"] for s in manifest["skipped"]} == bad
     assert manifest["num_skipped"] == 5 and manifest["num_images"] == 8
-    assert "smaller than 16x16" in next(s["reason"] for s in manifest["skipped"] if s["item"] == "small.png")
+    reason = next(s["reason"] for s in manifest["skipped"] if s["item"] == "small.png")
+    assert reason == "8x8 is smaller than 16x16 (allow_upscale enlarges it)"  # the option, not a CLI flag
     stderr = capfd.readouterr().err
     assert all(f"skipped {name}:" in stderr for name in bad)
 

@@ -84,7 +84,8 @@ def test_minibatch_stddev_small_batch_uses_whole_batch():
 
 def test_minibatch_stddev_rejects_indivisible_batch():
     x = np.zeros((6, 2, 2, 3), np.float32)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="divisible by the group size 4"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="divisible by the group size 4; change the batch size or mbstd_group_size"):
         MinibatchStdDev(group_size=4)(x)
 
 

@@ -85,7 +85,7 @@ def fit_square(image, resolution, crop="center", allow_upscale=False):
     else:
         raise ValueError(f"crop={crop!r} is unknown; choose one of {CROP_MODES}")
     if side < resolution and not allow_upscale:
-        raise BadImage(f"{w}x{h} is smaller than {resolution}x{resolution} (pass --allow_upscale to enlarge it)")
+        raise BadImage(f"{w}x{h} is smaller than {resolution}x{resolution} (allow_upscale enlarges it)")
     if side == resolution:
         return np.ascontiguousarray(square)
     pil = Image.fromarray(square[..., 0] if c == 1 else square, "L" if c == 1 else "RGB")
