@@ -32,3 +32,17 @@ def shared_strategy(*devices):
 def pytest_configure(config):
     # Keras 3 on NumPy 2 warns inside its own code on every model call; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+# The modules whose tests train runs, heaviest first (by --durations): run before the rest, so that with -n 2 the
+# last tests handed out are short ones and neither worker waits long for the other at the end.
+HEAVY_FIRST = ("test_reference.py", "test_cli_train.py", "test_trainer.py", "test_distribute.py", "test_step.py",
+               "test_cli_common.py", "test_runs.py", "test_cli_prepare.py", "test_export.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
