@@ -1,7 +1,6 @@
 """progan-generate as a subprocess: PNGs, grid and GIF from an export, and the same images from a run.
 
-Both processes are started by one fixture and run concurrently, so the module pays TensorFlow's
-start-up time about once.
+Both runs are forks of one process (`forked`), so the module pays TensorFlow's start-up once.
 """
 import os
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_processes import cli, result, tiny_export
+from cli_processes import forked, tiny_export
 from test_export import make_run
 
 
@@ -18,12 +17,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     gs, base = tiny_export(root)
     run_dir = make_run(root / "run", gs)
-    processes = {
-        "from_export": cli("generate", f"--model={base}", "--seeds=1-3", "--gif", "--frames_per_seed=2",
-                           f"--out_dir={root / 'from_export'}"),
-        "from_run": cli("generate", f"--model={run_dir}", "--seeds=1,2", "--nogrid", f"--out_dir={root / 'from_run'}"),
-    }
-    done = {name: result(process) for name, process in processes.items()}
+    done = forked({
+        "from_export": ("generate", [f"--model={base}", "--seeds=1-3", "--gif", "--frames_per_seed=2",
+                                     f"--out_dir={root / 'from_export'}"]),
+        "from_run": ("generate", [f"--model={run_dir}", "--seeds=1,2", "--nogrid", f"--out_dir={root / 'from_run'}"]),
+    }, root)
     return {"root": root, "base": base, "gs": gs, "done": done}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli_processes import forked
+from cli_processes import forked, spawn
 from conftest import REPO
 from progan_tf import runs
 from tiny_runs import SCHEDULE
@@ -44,8 +44,7 @@ MISUSES = {
 
 
 def _train(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "progan_tf.cli.train", *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return spawn("train", args, cwd)  # a fork of a process that imported TensorFlow once (cli_processes)
 
 
 def test_each_misuse_exits_2_with_one_line(tmp_path):
@@ -165,16 +164,12 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path):
     seed = int(os.environ.get("PROGAN_KILL_SEED", "1234"))
     print(f"kill seed {seed}, {kills} kills")
     rng = np.random.default_rng(seed)
-    command = [sys.executable, "-m", "progan_tf.cli.train", *KILL_RUN]
     # The uninterrupted run goes alongside the killed ones (mostly single-threaded tracing: a core is free).
-    with open(tmp_path / "straight.err", "w") as straight_err:
-        straight = subprocess.Popen(command + [f"--run_dir={tmp_path / 'straight'}"], cwd=tmp_path,
-                                    stdout=subprocess.DEVNULL, stderr=straight_err)
+    straight = spawn("train", KILL_RUN + [f"--run_dir={tmp_path / 'straight'}"], tmp_path)
     done, killed = False, 0
     while not done:
         # Without PYTHONUNBUFFERED: the lines must come as they happen by themselves (as into `| tee`).
-        proc = subprocess.Popen(command + [f"--run_dir={tmp_path / 'killed'}"], cwd=tmp_path, env=BUFFERED_ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = spawn("train", KILL_RUN + [f"--run_dir={tmp_path / 'killed'}"], tmp_path, env=BUFFERED_ENV)
         if killed < kills:
             # The moment: after a random number of the checkpoints still ahead (0: while starting or
             # tracing), then a random fraction of a second into the steps, the next write or a switch.
@@ -194,7 +189,8 @@ def test_kill_9_at_random_moments_loses_nothing(tmp_path):
         done = proc.returncode == 0 and "done:" in out
         assert proc.returncode in (0, -9), err[-3000:]
     assert killed == kills
-    assert straight.wait(timeout=300) == 0, (tmp_path / "straight.err").read_text()[-3000:]
+    _, straight_err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, straight_err[-3000:]
     assert runs.read_state(str(tmp_path / "killed"))["images_seen"] == runs.read_state(
         str(tmp_path / "straight"))["images_seen"] == SCHEDULE.total_images
     a, b = _final_weights(tmp_path / "killed"), _final_weights(tmp_path / "straight")

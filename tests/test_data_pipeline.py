@@ -1,14 +1,12 @@
 """PreparedDataset: per-replica batches, every image once per epoch, sharding, resume skips, checks."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_processes import spawn_script
 from conftest import REPO
 from prepared_datasets import ListSource
 from progan_tf.data import prepare, tfrecord
@@ -127,11 +125,10 @@ STRATEGY_SCRIPT = textwrap.dedent("""
 
 
 def test_two_replica_mirrored_strategy_gets_per_replica_batches(data_dir):
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT, data_dir], capture_output=True, text=True,
-                          env=env, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    proc = spawn_script(STRATEGY_SCRIPT, [data_dir], REPO)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout.split("RESULT", 1)[1])
     for mode in ("256", "0"):
         assert result[mode]["replicas"] == 2
         steps = result[mode]["steps"]

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
+from cli_processes import spawn
 from conftest import REPO
 from test_cli_train import TINY
 
@@ -32,9 +33,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                                      "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "progan_tf.cli.train", *TINY, f"--run_dir={run_dir}", "--stop_at_kimg=0.032"],
-            env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        procs.append(spawn("train", [*TINY, f"--run_dir={run_dir}", "--stop_at_kimg=0.032"], tmp_path, env=env))
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, [(q.returncode, o[-1500:], e[-1500:]) for q, (o, e) in zip(procs, outputs)]

@@ -3,8 +3,6 @@ NaNs and Infs recovered from the newest checkpoint past the data that caused the
 replica count sees the global batches an uninterrupted run would have seen."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_processes import spawn_script
 from conftest import REPO, shared_strategy
 from progan_tf import runs
 from progan_tf.data.pipeline import ArrayDataset
@@ -122,10 +121,10 @@ RESUME_SCRIPT = textwrap.dedent("""
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    result = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                            cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    process = spawn_script(RESUME_SCRIPT, [tmp_path], REPO)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
     assert out["stopped"]["phase"] == "fade" and 0 < out["stopped"]["alpha"] < 1
     assert out["stopped"]["images_seen"] == 112
     for key in ("images_seen", "step", "phase_index", "alpha", "resolution"):
