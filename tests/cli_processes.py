@@ -16,16 +16,6 @@ from test_export import TINY, tiny_generator
 NO_PROXY_ENV = {**{k: v for k, v in os.environ.items() if "proxy" not in k.lower()}, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def cli(tool, *flags, cwd=None):
-    return subprocess.Popen([sys.executable, "-m", f"progan_tf.cli.{tool}", *flags], cwd=cwd, env=NO_PROXY_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def result(process, timeout=180):
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
-
 def tiny_export(root):
     """The 16x16 generator of seed 3, exported as version 1 of `root`/models/tiny (5000 images seen).
 
@@ -92,6 +82,8 @@ ZYGOTE = textwrap.dedent("""
     import progan_tf  # noqa: F401 (TensorFlow, imported once for every process forked below)
 
     def child(job):
+        if job["new_session"]:  # as Popen's start_new_session: killpg reaches it and its workers only
+            os.setsid()
         os.chdir(job["cwd"])
         os.environ.clear()
         os.environ.update(job["env"])
@@ -181,6 +173,9 @@ class Spawned:
     def kill(self):
         self.send_signal(signal.SIGKILL)
 
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
     def communicate(self, timeout=None):
         texts = {}
         readers = [threading.Thread(target=lambda f=f: texts.__setitem__(f, f.read()), daemon=True)
@@ -198,11 +193,13 @@ class Spawned:
         return texts[self.stdout], texts[self.stderr]
 
 
-def spawn(tool, args, cwd, env=None):
+def spawn(tool, args, cwd, env=None, new_session=False):
     """progan-<tool> with `args` in `cwd`, as a Spawned fork of the zygote (env: os.environ by default)."""
-    return Spawned({"tool": tool, "args": list(map(str, args)), "cwd": str(cwd)}, os.environ if env is None else env)
+    return Spawned({"tool": tool, "args": list(map(str, args)), "cwd": str(cwd), "new_session": new_session},
+                   os.environ if env is None else env)
 
 
 def spawn_script(code, args, cwd, env=None):
     """`python -c code *args` in `cwd`, as a Spawned fork of the zygote."""
-    return Spawned({"code": code, "args": list(map(str, args)), "cwd": str(cwd)}, os.environ if env is None else env)
+    return Spawned({"code": code, "args": list(map(str, args)), "cwd": str(cwd), "new_session": False},
+                   os.environ if env is None else env)

@@ -1,7 +1,7 @@
-"""progan-export as a subprocess: a run's Gs becomes the first version of an export."""
+"""progan-export as users run it (a fork, cli_processes.spawn): a run's Gs becomes the first version of an export."""
 import pytest
 
-from cli_processes import cli, result
+from cli_processes import NO_PROXY_ENV, spawn
 from progan_tf import export
 from test_export import make_run, tiny_generator
 
@@ -10,7 +10,9 @@ from test_export import make_run, tiny_generator
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     run_dir = make_run(root / "run", tiny_generator(seed=3))
-    done = {"export": result(cli("export", f"--run_dir={run_dir}", f"--export_base={root / 'exported'}"))}
+    export_cli = spawn("export", [f"--run_dir={run_dir}", f"--export_base={root / 'exported'}"], root, env=NO_PROXY_ENV)
+    out, err = export_cli.communicate(timeout=180)
+    done = {"export": (export_cli.returncode, out, err)}
     return {"root": root, "done": done}
 
 

@@ -3,15 +3,13 @@ import glob
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cli_processes import forked
+from cli_processes import forked, spawn
 from conftest import REPO
 from progan_tf.data.pipeline import open_dataset
 
@@ -19,10 +17,10 @@ PROGRAM = "progan-prepare"
 
 
 def _prepare(args, cwd):
+    """progan-prepare in a session of its own (killpg reaches its workers), forked from a process that imported
+    TensorFlow once (cli_processes.spawn)."""
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "progan_tf.cli.prepare", "--noprogress", *args], cwd=cwd,
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return spawn("prepare", ["--noprogress", *args], cwd, env=env, new_session=True)
 
 
 def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from cli_processes import cli, forked, tiny_export
+from cli_processes import NO_PROXY_ENV, forked, spawn, tiny_export
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     _, base = tiny_export(root)
     # The server runs until told to stop: the test reads its address and talks to it.
-    serve = cli("serve", f"--model_base_path={base}", "--port=0", "--file_system_poll_wait_seconds=0")
+    serve = spawn("serve", [f"--model_base_path={base}", "--port=0", "--file_system_poll_wait_seconds=0"], root,
+                  env=NO_PROXY_ENV)
     yield {"root": root, "base": base, "serve": serve}
     if serve.poll() is None:
         serve.terminate()
