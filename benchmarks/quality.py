@@ -245,7 +245,7 @@ def table(results, floor):
                      f"{np.mean([run['MSSSIM'] for run in runs]):.3f} | "
                      f"{np.mean([run['train_seconds'] for run in runs]) / 60:.1f} | "
                      f"{np.mean([run['cpu_seconds'] for run in runs]) / 60:.1f} |")
-    lines.append(f"| real vs real (floor) | - | " + " | ".join(f"{floor[k]:.2f}" for k in levels) +
+    lines.append("| real vs real (floor) | - | " + " | ".join(f"{floor[k]:.2f}" for k in levels) +
                  f" | {floor['SWDx1e3_avg']:.2f} | {results[0]['MSSSIM_reals']:.3f} | - | - |")
     return "\n".join(lines)
 

@@ -138,7 +138,7 @@ def main(argv):
     trainer.train()
     wall, cpu = time.perf_counter() - began, usage() - cpu0
     rows, summary = split(timers, wall, cpu, cores, schedule)
-    print(f"\n| part | seconds | share |\n|---|---:|---:|")
+    print("\n| part | seconds | share |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.1f} | {seconds / wall:.1%} |")
     print(f"| **wall** | {wall:.1f} | |")

@@ -9,7 +9,7 @@ import tensorflow as tf
 from cli_processes import spawn_script
 from conftest import REPO
 from prepared_datasets import ListSource
-from progan_tf.data import prepare, tfrecord
+from progan_tf.data import prepare
 from progan_tf.data.pipeline import PreparedDataset, open_dataset
 
 NUM_IMAGES = 24

@@ -4,14 +4,12 @@ what make_deterministic sets."""
 import json
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import tensorflow as tf
 
-from cli_processes import spawn
+from cli_processes import spawn, spawn_script
 from conftest import REPO
 from test_cli_train import TINY
 
@@ -92,10 +90,10 @@ DETERMINISM = textwrap.dedent("""
 
 def _python(code):
     env = {**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    proc = spawn_script(code, [], REPO, env=env)  # a fresh TensorFlow runtime, without a fresh import
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_one_worker_is_a_mirrored_strategy_over_the_devices_given():

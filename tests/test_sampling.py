@@ -2,7 +2,7 @@
 import numpy as np
 
 from progan_tf import export, sampling
-from test_export import TINY, make_run, tiny_generator
+from test_export import make_run, tiny_generator
 
 
 def test_interpolation_latents_pass_through_every_keyframe():
