@@ -11,7 +11,8 @@ training images. Evaluation time is not counted as training time.
 Writes benchmarks/quality/ (--out): quality.md (the table), quality.json, results/<row>_seed<s>.json (each
 finished run's scores; kept in git, so a finished run is never trained again, even on a new machine),
 grids/<row>_seed<s>.png (the last sample grid of each run) and swd_vs_time.png. The runs themselves go to
-runs/ (not in git). The headline rows' seeds are interleaved, so an interrupted table has both rows. A row's
+runs/ (not in git); a run stopped part-way (Ctrl-C, SIGTERM, a kill) resumes from its newest checkpoint, with
+its evaluations so far, when the same command runs again. The headline rows' seeds are interleaved, so an interrupted table has both rows. A row's
 kept results for seeds not asked for join the table too: it shows every seed measured.
 
   python benchmarks/quality.py                                  # the whole table: hours, one run at a time
@@ -80,14 +81,25 @@ def score(images, reals, seed=0):
 
 
 class Evaluator:
-    """on_tick hook: SWD of Gs at the final resolution every eval_kimg; its own time is not training time."""
+    """on_tick hook: SWD of Gs at the final resolution every eval_kimg; its own time is not training time.
 
-    def __init__(self, network, reals, every_kimg):
+    Each point is also appended to `points_path`, so that a stopped run resumes its curve: the points up to
+    `resumed_images` (the checkpoint training resumes from) are kept and their times continue. The training
+    between the last kept point and that checkpoint (less than one evaluation interval) is not counted."""
+
+    def __init__(self, network, reals, every_kimg, points_path, resumed_images=0):
         self.network, self.reals, self.every = network, reals, int(every_kimg * 1000)
         self.latents = np.random.default_rng(123).standard_normal((len(reals), network.latent_size)).astype(np.float32)
-        self.points, self.next = [], 0
+        self.points_path = points_path
+        self.points = [p for p in read_points(points_path) if p["kimg"] * 1000 <= resumed_images]
+        last = self.points[-1] if self.points else {"kimg": 0, "train_seconds": 0.0, "cpu_seconds": 0.0}
+        self.next = int(last["kimg"] * 1000) + self.every if self.points else 0
+        if os.path.exists(points_path):  # a resumed run (a new one has no directory yet)
+            with open(points_path, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(p) + "\n" for p in self.points)
         # Wall time, and CPU time of the process (robust to other load on the machine), both without evaluations.
-        self.start, self.start_cpu, self.excluded, self.excluded_cpu = time.time(), time.process_time(), 0.0, 0.0
+        self.start, self.start_cpu = time.time() - last["train_seconds"], time.process_time() - last["cpu_seconds"]
+        self.excluded, self.excluded_cpu = 0.0, 0.0
 
     def generate(self, gs):
         from progan_tf.images import to_uint8
@@ -104,25 +116,43 @@ class Evaluator:
         self.points.append({"kimg": images_seen / 1000, "train_seconds": began - self.start - self.excluded,
                             "cpu_seconds": began_cpu - self.start_cpu - self.excluded_cpu,
                             "resolution": models.phase.resolution, **result})
+        with open(self.points_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(self.points[-1]) + "\n")
         self.next = images_seen + self.every
         self.excluded += time.time() - began
         self.excluded_cpu += time.process_time() - began_cpu
+
+
+def read_points(path):
+    """The evaluations a run wrote so far (none for a new run); a line cut short by a kill is dropped."""
+    points = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    points.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+    return points
 
 
 def run_worker(spec):
     """Train one row:seed with the progan-train flags on the command line; write its JSON."""
     from progan_tf.data.pipeline import open_dataset
     from progan_tf.metrics import ms_ssim
+    from progan_tf import runs
     from progan_tf.training import trainer as trainer_lib
     row, seed = spec.split(":")
     network, schedule, train = train_options.options_from_flags(FLAGS)
     reals = heldout_images(network.resolution)
-    evaluator = Evaluator(network, reals, FLAGS.eval_kimg)
+    state = runs.read_state(train.run_dir)
+    evaluator = Evaluator(network, reals, FLAGS.eval_kimg, os.path.join(train.run_dir, "quality_points.jsonl"),
+                          state["images_seen"] if state else 0)
     run = trainer_lib.Trainer(network, schedule, train, open_dataset(FLAGS.data_dir, network.num_channels),
                               print_fn=lambda line: print(f"[{spec}] {line}", flush=True), on_tick=evaluator)
     run.train()
     if run.stop_requested:  # Ctrl-C or SIGTERM: a shorter run is no row of the table
-        sys.exit(f"quality.py: {spec} stopped before the end of its schedule; not scored")
+        sys.exit(f"quality.py: {spec} stopped before the end of its schedule; run the same command to resume it")
     evaluator(run.models, run.result["images_seen"], final=True)  # ticks need not fall on the last image
     fakes = evaluator.generate(run.models.Gs)
     rng = np.random.default_rng(0)
@@ -162,15 +192,21 @@ def train_row(row, seed):
             return json.load(f)
     path = os.path.join(run_dir, "quality.json")
     if not os.path.exists(path):
-        shutil.rmtree(run_dir, ignore_errors=True)
+        from progan_tf import runs
+        resuming = os.path.isdir(run_dir) and runs.read_state(run_dir) is not None
+        if not resuming:  # nothing to resume: start over
+            shutil.rmtree(run_dir, ignore_errors=True)
         options = ([f"--flagfile={FLAGS.preset}"] if row == "preset" else BASE + FLAGS.base_extra + ROWS[row])
         if "--noema" in options:  # no average to set: progan-train refuses --g_ema_* with --noema
             options = [o for o in options if not o.startswith("--g_ema")]
         command = [sys.executable, os.path.abspath(__file__), f"--worker={row}:{seed}", *options, f"--seed={seed}",
                    f"--run_dir={run_dir}", f"--data_dir={FLAGS.data}", f"--heldout={FLAGS.heldout}",
                    f"--eval_kimg={FLAGS.eval_kimg}"]
-        with open(os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}.log"), "w") as log:
-            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+        with open(os.path.join(FLAGS.out, "runs", f"{row}_seed{seed}.log"), "a" if resuming else "w") as log:
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+        if code:  # stopped, killed or failed: its log says which; a stopped run resumes
+            sys.exit(f"quality.py: {row}:{seed} ended with exit code {code}; its log is {log.name}. "
+                     "Run the same command to resume it")
     with open(path, encoding="utf-8") as f:
         result = json.load(f)
     result.setdefault("cpu", cpu_model())  # the worker ran here, under this process
