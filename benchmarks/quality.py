@@ -12,8 +12,9 @@ Writes benchmarks/quality/ (--out): quality.md (the table), quality.json, result
 finished run's scores; kept in git, so a finished run is never trained again, even on a new machine),
 grids/<row>_seed<s>.png (the last sample grid of each run) and swd_vs_time.png. The runs themselves go to
 runs/ (not in git); a run stopped part-way (Ctrl-C, SIGTERM, a kill) resumes from its newest checkpoint, with
-its evaluations so far, when the same command runs again. The headline rows' seeds are interleaved, so an interrupted table has both rows. A row's
-kept results for seeds not asked for join the table too: it shows every seed measured.
+its evaluations so far, when the same command runs again. The headline rows' seeds are interleaved, so an
+interrupted table has both rows. A row's kept results for seeds not asked for join the table too: it shows every
+seed measured.
 
   python benchmarks/quality.py                                  # the whole table: hours, one run at a time
   python benchmarks/quality.py --rows=full,nogrowing --seeds=0,1,2
@@ -34,6 +35,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image, ImageDraw
 
+from progan_tf import runs
 from progan_tf.cli import options as train_options  # progan-train's flags, used by the worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +95,7 @@ class Evaluator:
         self.points_path = points_path
         self.points = [p for p in read_points(points_path) if p["kimg"] * 1000 <= resumed_images]
         last = self.points[-1] if self.points else {"kimg": 0, "train_seconds": 0.0, "cpu_seconds": 0.0}
-        self.next = int(last["kimg"] * 1000) + self.every if self.points else 0
+        self.next = round(last["kimg"] * 1000) + self.every if self.points else 0
         if os.path.exists(points_path):  # a resumed run (a new one has no directory yet)
             with open(points_path, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(p) + "\n" for p in self.points)
@@ -140,7 +142,6 @@ def run_worker(spec):
     """Train one row:seed with the progan-train flags on the command line; write its JSON."""
     from progan_tf.data.pipeline import open_dataset
     from progan_tf.metrics import ms_ssim
-    from progan_tf import runs
     from progan_tf.training import trainer as trainer_lib
     row, seed = spec.split(":")
     network, schedule, train = train_options.options_from_flags(FLAGS)
@@ -192,7 +193,6 @@ def train_row(row, seed):
             return json.load(f)
     path = os.path.join(run_dir, "quality.json")
     if not os.path.exists(path):
-        from progan_tf import runs
         resuming = os.path.isdir(run_dir) and runs.read_state(run_dir) is not None
         if not resuming:  # nothing to resume: start over
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -275,12 +275,13 @@ def table(results, floor):
     levels = [k for k in results[0]["final"] if k.startswith("SWDx1e3_") and k != "SWDx1e3_avg"]
     lines = ["| row | seeds | " + " | ".join(levels) + " | SWDx1e3_avg | MS-SSIM | train min | CPU min |",
              "|---|---|" + "---|" * (len(levels) + 4)]
-    for row, runs in by_row.items():
-        cell = lambda key: _mean_std([run["final"][key] for run in runs])
-        lines.append(f"| {row} | {len(runs)} | " + " | ".join(cell(k) for k in levels) + f" | {cell('SWDx1e3_avg')} | "
-                     f"{np.mean([run['MSSSIM'] for run in runs]):.3f} | "
-                     f"{np.mean([run['train_seconds'] for run in runs]) / 60:.1f} | "
-                     f"{np.mean([run['cpu_seconds'] for run in runs]) / 60:.1f} |")
+    for row, row_runs in by_row.items():
+        cell = lambda key: _mean_std([run["final"][key] for run in row_runs])
+        lines.append(f"| {row} | {len(row_runs)} | " + " | ".join(cell(k) for k in levels) +
+                     f" | {cell('SWDx1e3_avg')} | "
+                     f"{np.mean([run['MSSSIM'] for run in row_runs]):.3f} | "
+                     f"{np.mean([run['train_seconds'] for run in row_runs]) / 60:.1f} | "
+                     f"{np.mean([run['cpu_seconds'] for run in row_runs]) / 60:.1f} |")
     lines.append("| real vs real (floor) | - | " + " | ".join(f"{floor[k]:.2f}" for k in levels) +
                  f" | {floor['SWDx1e3_avg']:.2f} | {results[0]['MSSSIM_reals']:.3f} | - | - |")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""progan-bench as a process of its own (a fork, cli_processes.spawn): it times the steps of a training configuration, writes JSON, and no run."""
+"""progan-bench as a process of its own (a fork, cli_processes.spawn): it times the steps of a training
+configuration, writes JSON, and no run."""
 import json
 import os
 

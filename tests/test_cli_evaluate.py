@@ -1,4 +1,5 @@
-"""progan-eval as users run it (forks of one process, cli_processes.forked): an export scored with SWD and MS-SSIM, and a bad flag named."""
+"""progan-eval as users run it (forks of one process, cli_processes.forked): an export scored with SWD and
+MS-SSIM, and a bad flag named."""
 import json
 
 from cli_processes import forked
