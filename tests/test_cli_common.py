@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -80,6 +81,15 @@ def test_misuse_exits_2_with_one_line_naming_the_flag(misuses, name, flag):
     # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; ours is the one "progan-" line.
     ours = [line for line in err.splitlines() if line.startswith("progan-")]
     assert code == 2 and len(ours) == 1 and flag in ours[0], err
+
+
+def test_check_at_least_names_the_first_flag_below_its_minimum():
+    from progan_tf.cli import common
+    f = types.SimpleNamespace(steps=1, wait=0.5, repeats=0)
+    common.check_at_least(f, 1, "steps")  # at the minimum: accepted
+    common.check_at_least(f, 0, "wait", "repeats")
+    with pytest.raises(common.UsageError, match=r"^--repeats=0 must be >= 1$"):
+        common.check_at_least(f, 1, "steps", "repeats")
 
 
 def test_a_level_set_by_the_parent_and_the_worker_processes_stay_quiet(tmp_path):

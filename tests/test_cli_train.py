@@ -39,6 +39,7 @@ MISUSES = {
     "devices": (["--devices=GPU:0"], "--devices: no GPU:0 on this machine; its devices are CPU:0"),
     "negative_lr": (["--learning_rates=8:-0.1"], "--learning_rates has bad entries {8: -0.1}"),
     "keep": (["--keep_checkpoints=0"], "--keep_checkpoints=0 must be >= 2"),
+    "stop_at": (["--stop_at_kimg=-1"], "--stop_at_kimg=-1.0 must be >= 0"),
     "noema": (["--noema", "--g_ema_kimg=10"], "--ema is off but --g_ema_kimg=10.0 is set; drop one"),
 }
 

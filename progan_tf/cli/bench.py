@@ -5,8 +5,9 @@
   progan-bench --peak_only --json=peak.json                         # this machine's float32 peak
 
 It reads the same flags and flagfiles as progan-train (--data_dir, --run_dir and the other
-flags of the run itself are accepted and not used). For each resolution the trainer's own step (`--steps_per_call` steps per call) trains the
-stage's stable phase on synthetic images held in memory (no input pipeline, nothing written):
+flags of the run itself are accepted and not used). For each resolution the trainer's own step
+(`--steps_per_call` steps per call) trains the stage's stable phase on synthetic images held in
+memory (no input pipeline, nothing written):
 images/s, ms/step, FLOPs per image, GFLOP/s, memory and, with --peak, the fraction of this
 machine's measured convolution peak. Timed windows repeat while other processes use more
 than 0.15 cores (a busy machine is reported as such). The numbers: benchmarks/RESULTS.md.
@@ -36,21 +37,13 @@ common.define(_GROUP, "string", "json", "", "Also write the results here as JSON
 
 
 def bench_options(f):
-    """Validate the benchmark's own flags; returns the resolutions to time (empty: all).
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the benchmark's own flags (UsageError names a bad one); returns the resolutions to time (empty: all)."""
     try:
         resolutions = [int(r) for r in f.bench_resolutions]
     except ValueError:
         raise common.UsageError(f"--bench_resolutions must be integers, got {f.bench_resolutions}") from None
-    for name in ("bench_steps", "bench_repeats"):
-        if getattr(f, name) < 1:
-            raise common.UsageError(f"--{name}={getattr(f, name)} must be >= 1")
-    for name in ("bench_warmup", "bench_wait", "cpu_devices"):
-        if getattr(f, name) < 0:
-            raise common.UsageError(f"--{name}={getattr(f, name)} must be >= 0")
+    common.check_at_least(f, 1, "bench_steps", "bench_repeats")
+    common.check_at_least(f, 0, "bench_warmup", "bench_wait")
     if f.peak_json and f.peak:
         raise common.UsageError("give --peak (measure now) or --peak_json (reuse), not both")
     return resolutions

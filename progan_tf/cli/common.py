@@ -71,6 +71,13 @@ def config_values(cls, values, skip=()):
     return {f.name: values[f.name].value for f in dataclasses.fields(cls) if f.name not in skip}
 
 
+def check_at_least(f, low, *names):
+    """UsageError naming the first of the flags `names` whose value is below `low`."""
+    for name in names:
+        if getattr(f, name) < low:
+            raise UsageError(f"--{name}={getattr(f, name)} must be >= {low}")
+
+
 def parse_int_map(flag_name, text, value_type=int):
     """Parse "4:128,8:64" into {4: 128, 8: 64}; empty text gives {}."""
     result = {}
@@ -84,13 +91,6 @@ def parse_int_map(flag_name, text, value_type=int):
             raise UsageError(f"--{flag_name}={text!r} is not a list of resolution:value pairs "
                              f"like '4:128,8:64'") from None
     return result
-
-
-def split_cpu(count):
-    """Split the CPU into `count` logical devices (must run before TensorFlow initialises)."""
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
 def print_help(program, doc):

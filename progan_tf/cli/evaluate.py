@@ -36,11 +36,7 @@ common.define(_GROUP, "string", "out", "", "Write the result as JSON here (defau
 
 
 def options_from_flags(f):
-    """Validate the flags; returns the metric tuple.
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the flags (UsageError names a bad one); returns the metric tuple."""
     from progan_tf.metrics import evaluate, fid
 
     if not f.model or not os.path.exists(f.model):
@@ -53,12 +49,8 @@ def options_from_flags(f):
         raise common.UsageError(f"--metrics: {e}") from None
     if "fid" in metrics:
         fid.check_inception_weights(f.inception_weights)  # a ConfigError: one line naming --inception_weights
-    for name in ("num_images", "batch_size", "synthetic_images"):
-        if getattr(f, name) < 2:
-            raise common.UsageError(f"--{name} must be at least 2, got {getattr(f, name)}")
-    for name in ("resolution", "seed", "data_seed"):
-        if getattr(f, name) < 0:
-            raise common.UsageError(f"--{name} must be >= 0, got {getattr(f, name)}")
+    common.check_at_least(f, 2, "num_images", "batch_size", "synthetic_images")
+    common.check_at_least(f, 0, "resolution", "seed", "data_seed")
     return metrics
 
 

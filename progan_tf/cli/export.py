@@ -21,14 +21,7 @@ common.define(_GROUP, "integer", "resolution", 0, "0 (the default): the network 
 
 
 def options_from_flags(f):
-    """Validate the flags and resolve defaults.
-
-    Returns:
-      (run_dir, export_base, version or None, resolution or None).
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the flags (UsageError names a bad one) -> run_dir, export_base, version or None, resolution or None."""
     from progan_tf import export, runs
     if not f.run_dir:
         raise common.UsageError("--run_dir is required (the run directory written by progan-train)")

@@ -32,11 +32,7 @@ common.define(_GROUP, "integer", "batch_size", 16, "Images per generator call.")
 
 
 def parse_seeds(text):
-    """'1,5,9-12' -> [1, 5, 9, 10, 11, 12].
-
-    Raises:
-      UsageError: not a list of non-negative integers and ranges.
-    """
+    """'1,5,9-12' -> [1, 5, 9, 10, 11, 12]; UsageError if `text` is not a list of non-negative integers and ranges."""
     seeds = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
@@ -52,11 +48,7 @@ def parse_seeds(text):
 
 
 def options_from_flags(f):
-    """Validate the flags; returns the seeds.
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the flags (UsageError names a bad one); returns the seeds."""
     if not f.model:
         raise common.UsageError("--model is required (a run directory or an exported model directory)")
     seeds = parse_seeds(f.seeds)
@@ -64,12 +56,8 @@ def options_from_flags(f):
         raise common.UsageError("--nopng, --nogrid and --nogif together leave nothing to write")
     if f.gif and len(seeds) < 2:
         raise common.UsageError(f"--gif needs at least two --seeds to interpolate between, got {f.seeds!r}")
-    for name in ("frames_per_seed", "frame_ms", "batch_size"):
-        if getattr(f, name) < 1:
-            raise common.UsageError(f"--{name}={getattr(f, name)} must be at least 1")
-    for name in ("grid_columns", "resolution"):
-        if getattr(f, name) < 0:
-            raise common.UsageError(f"--{name}={getattr(f, name)} must be >= 0")
+    common.check_at_least(f, 1, "frames_per_seed", "frame_ms", "batch_size")
+    common.check_at_least(f, 0, "grid_columns", "resolution")
     return seeds
 
 

@@ -42,9 +42,8 @@ def options_from_flags(f, keep_run_network=False):
     With `keep_run_network` (progan-train), a run being resumed keeps the network fields of its config.json that no flag
     gives (`kept_network_values`), and says so. A bad value raises UsageError or ConfigError, one line naming the flag.
     """
-    for name, low in (("stop_at_kimg", 0), ("cpu_devices", 0), ("synthetic_images", 1)):
-        if getattr(f, name) < low:
-            raise common.UsageError(f"--{name}={getattr(f, name)} must be >= {low}")
+    common.check_at_least(f, 0, "stop_at_kimg", "cpu_devices")
+    common.check_at_least(f, 1, "synthetic_images")
     if f.nombstd and f["mbstd_group_size"].present and f.mbstd_group_size:
         raise common.UsageError("--nombstd contradicts --mbstd_group_size; give one of them")
     values = {**common.config_values(NetworkConfig, f), "mbstd_group_size": 0 if f.nombstd else f.mbstd_group_size}

@@ -48,11 +48,7 @@ common.define(_GROUP, "boolean", "dry_run", False, "Check the source, print the 
 
 
 def options_from_flags(f):
-    """Validate the flags; returns the output directory.
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the flags (UsageError names a bad one); returns the output directory."""
     from progan_tf.resolutions import is_resolution
 
     if not f.source:
@@ -64,9 +60,7 @@ def options_from_flags(f):
     if f.max_resolution and not is_resolution(f.max_resolution):
         raise common.UsageError(f"--max_resolution={f.max_resolution} is not a power of two >= 4 (try 32, 256 or "
                                 f"1024)")
-    for name in ("num_images", "shards", "images_per_shard", "workers", "seed"):
-        if getattr(f, name) < 0:
-            raise common.UsageError(f"--{name} must be >= 0, got {getattr(f, name)}")
+    common.check_at_least(f, 0, "num_images", "shards", "images_per_shard", "workers", "seed")
     if f.crop not in ("center", "pad"):
         raise common.UsageError(f"--crop={f.crop!r} is unknown; choose center or pad")
     if f.shards and f.images_per_shard:

@@ -13,7 +13,7 @@ import re
 
 from absl import logging
 
-from progan_tf.cli.common import RunError, UsageError, define, run_app
+from progan_tf.cli.common import RunError, UsageError, check_at_least, define, run_app
 from progan_tf.errors import ConfigError
 from progan_tf.serving.server import ModelRepository, make_server
 
@@ -31,14 +31,7 @@ define(_GROUP, "float", "file_system_poll_wait_seconds", 1.0,
 
 
 def options_from_flags(f):
-    """Validate the flags.
-
-    Returns:
-      (model_name, model_base_path).
-
-    Raises:
-      UsageError: a one-line message naming the bad flag.
-    """
+    """Validate the flags (UsageError names a bad one) -> (model_name, model_base_path)."""
     if not f.model_base_path:
         raise UsageError("--model_base_path is required (a directory of integer versions, e.g. export/models/<name>)")
     if not os.path.isdir(f.model_base_path):
@@ -48,12 +41,9 @@ def options_from_flags(f):
         raise UsageError(f"--model_name={name!r} may not contain '/', ':', '?' or spaces")
     if not 0 <= f.port <= 65535:
         raise UsageError(f"--port={f.port} is not a TCP port (0..65535)")
-    if f.max_batch_size < 1:
-        raise UsageError(f"--max_batch_size={f.max_batch_size} must be at least 1")
-    if f.max_request_bytes < 1024:
-        raise UsageError(f"--max_request_bytes={f.max_request_bytes} must be at least 1024")
-    if f.file_system_poll_wait_seconds < 0:
-        raise UsageError(f"--file_system_poll_wait_seconds={f.file_system_poll_wait_seconds} must be >= 0")
+    check_at_least(f, 1, "max_batch_size")
+    check_at_least(f, 1024, "max_request_bytes")
+    check_at_least(f, 0, "file_system_poll_wait_seconds")
     return name, f.model_base_path
 
 
