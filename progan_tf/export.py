@@ -179,8 +179,7 @@ def export_run(run_dir, export_base, version=None, resolution=None):
 
 def read_metadata(export_dir):
     """The metadata dict stored in an export's assets."""
-    with open(os.path.join(export_dir, "assets", METADATA_FILE), encoding="utf-8") as f:
-        return json.load(f)
+    return runs.read_json(os.path.join(export_dir, "assets", METADATA_FILE))
 
 
 def describe(export_dir):

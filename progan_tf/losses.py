@@ -23,8 +23,7 @@ def _scores_pair(critic, reals, fakes, joint=False):
     """
     if not joint:
         return _scores(critic, reals), _scores(critic, fakes)
-    real_scores, fake_scores = tf.split(_scores(critic, tf.concat([reals, fakes], 0)), 2)
-    return real_scores, fake_scores
+    return tuple(tf.split(_scores(critic, tf.concat([reals, fakes], 0)), 2))
 
 
 def input_gradient(critic, images, loss_scale=None):
@@ -56,7 +55,7 @@ def gradient_penalty(critic, reals, fakes, mixing, target=1.0, loss_scale=None):
 
 def wgan_gp_d_loss(critic, reals, fakes, mixing, gp_lambda=10.0, gp_target=1.0, drift=0.001,
                    loss_scale=None, joint=False):
-    """[N] critic loss D(fake) - D(real) + lambda * GP + drift * D(real)^2 (paper §A.1); `joint`: see `_scores_pair`."""
+    """[N] critic loss D(fake) - D(real) + lambda * GP + drift * D(real)^2 (paper §A.1); `joint`: as `_scores_pair`."""
     real_scores, fake_scores = _scores_pair(critic, reals, fakes, joint)
     penalty = gradient_penalty(critic, reals, fakes, mixing, gp_target, loss_scale)
     return fake_scores - real_scores + gp_lambda * penalty + drift * tf.square(real_scores)

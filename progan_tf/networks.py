@@ -99,10 +99,12 @@ def _stage(resolution):
     return int(math.log2(resolution)) - 1
 
 
-def _check_resolution(config, resolution):
+def _check_stage(config, resolution, fading):
     if resolution not in config.resolutions:
         raise ValueError(f"resolution {resolution} is not a stage of this network; "
                          f"choose one of {config.resolutions}")
+    if fading and resolution == 4:
+        raise ValueError("the 4x4 stage has no previous stage to fade from")
 
 
 def _act(config, name):
@@ -127,9 +129,7 @@ def build_generator(config, resolution, fading=False):
     R = resolution (4 .. config.resolution). With fading, the output blends the upsampled previous-stage image into
     this stage's image through a `FadeIn` layer named "g_fade" (alpha starts at 0).
     """
-    _check_resolution(config, resolution)
-    if fading and resolution == 4:
-        raise ValueError("the 4x4 stage has no previous stage to fade from")
+    _check_stage(config, resolution, fading)
     latents = keras.Input((config.latent_size,), name="latents")
     x = PixelNorm(name="g_latent_norm")(latents) if config.normalize_latents else latents
     # The first layer is a dense to 4x4xnf (a 4x4 conv on a 1x1 input); gain sqrt(2)/4 as in the official code.
@@ -173,9 +173,7 @@ def build_discriminator(config, resolution, fading=False):
     Both float32. With fading, fromRGB of the 2x2-averaged input (the previous stage's path) is blended with this
     stage's first block through a `FadeIn` named "d_fade".
     """
-    _check_resolution(config, resolution)
-    if fading and resolution == 4:
-        raise ValueError("the 4x4 stage has no previous stage to fade from")
+    _check_stage(config, resolution, fading)
     images = keras.Input((resolution, resolution, config.num_channels), name="images")
     x = _fromrgb(config, images, resolution)
     for res in reversed(config.resolutions[1:config.resolutions.index(resolution) + 1]):

@@ -72,8 +72,7 @@ def open_sampler(model, resolution=None):
     `resolution` applies to runs only (see `runs.load_generator`); ConfigError if it does not apply, or if `model`
     is none of these.
     """
-    if runs.read_state(model) is not None:
-        state = runs.read_state(model)
+    if (state := runs.read_state(model)) is not None:
         if resolution and resolution not in runs.resolutions_held(state):
             raise ConfigError("{resolution}={value}: the newest checkpoint ({phase} phase) holds a complete "
                               "generator only at {held}", value=resolution, phase=state["phase"],

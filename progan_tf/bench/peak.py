@@ -72,23 +72,20 @@ def timed_windows(run_window, repeats=5, max_other_cores=MAX_OTHER_CORES, budget
     count. Returns a dict: seconds (the windows used, quiet ones if there are enough), median, spread
     ((max - min) / median), other_cores per window used, quiet (all used windows quiet), rejected (noisy ones dropped).
     """
-    deadline = time.monotonic() + budget_seconds
+    deadline, quiet, noisy = time.monotonic() + budget_seconds, [], []
 
     def window():
         with OtherLoad() as load:
             run_window()
-        return load.seconds, load.cores
+        (quiet if load.cores <= max_other_cores else noisy).append((load.seconds, load.cores))
 
-    quiet, noisy = [], []
     # No budget: no probe of the load before each window (a run's start-up rate probe would sleep 0.5 s for nothing).
     while len(quiet) < repeats and budget_seconds > 0 and wait_for_quiet(max_other_cores, deadline=deadline):
-        seconds, cores = window()
-        (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
+        window()
         if time.monotonic() > deadline:
             break
     while len(quiet) + len(noisy) < repeats:  # no time left to wait for quiet: measure anyway, and say so
-        seconds, cores = window()
-        (quiet if cores <= max_other_cores else noisy).append((seconds, cores))
+        window()
     used = quiet if len(quiet) >= repeats else quiet + sorted(noisy, key=lambda w: w[1])[:repeats - len(quiet)]
     seconds = [s for s, _ in used]
     median = statistics.median(seconds)

@@ -21,14 +21,12 @@ _CANVAS = 136
 _RANGES = ((0x00A9, 0x00AE), (0x203C, 0x3299), (0x1F000, 0x1FAFF))
 _SKIN_TONES = [chr(c) for c in range(0x1F3FB, 0x1F400)]
 _FLAG_LETTERS = [chr(c) for c in range(0x1F1E6, 0x1F200)]
-_fonts = {}
 
 
+@functools.lru_cache(maxsize=None)
 def _font(path):
     """The font at `path`, loaded once per process (workers included)."""
-    if path not in _fonts:
-        _fonts[path] = ImageFont.truetype(path, _SIZE)
-    return _fonts[path]
+    return ImageFont.truetype(path, _SIZE)
 
 
 def render(font_path, text):

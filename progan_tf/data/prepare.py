@@ -17,8 +17,8 @@ import numpy as np
 
 from progan_tf.data.ordered_pool import ordered_map
 from progan_tf.data.sources import BadImage, SourceError, fit_square, open_image_source
-from progan_tf.data.tfrecord import DatasetWriter, check_target, encode_example, pyramid, resolutions_up_to
-from progan_tf.resolutions import is_resolution
+from progan_tf.data.tfrecord import DatasetWriter, check_target, encode_example, pyramid
+from progan_tf.resolutions import is_resolution, resolutions_between
 
 SHARD_TARGET_BYTES = 256 << 20  # automatic sharding: about this much per file
 MAX_AUTO_SHARDS = 256  # per resolution, to keep open file handles bounded
@@ -29,7 +29,7 @@ AUTO_POOL_SECONDS = 20  # estimated single-process work above which workers=0 st
 def shards_per_level(num_images, max_resolution, num_channels, shards=0, images_per_shard=0):
     """{resolution: shard count}: `shards` everywhere, or ceil(N / images_per_shard), or ~256 MB per file."""
     result = {}
-    for resolution in resolutions_up_to(max_resolution):
+    for resolution in resolutions_between(4, max_resolution):
         if shards:
             count = shards
         elif images_per_shard:
@@ -126,7 +126,7 @@ def plan_dataset(source, max_resolution=0, crop="center", allow_upscale=False, n
         raise ValueError(f"max_resolution={max_resolution} is not a power of two >= 4")
     max_resolution, seconds_per_image = preflight(source, max_resolution, crop, allow_upscale)
     count = min(len(source), num_images) if num_images else len(source)
-    return {"max_resolution": max_resolution, "resolutions": resolutions_up_to(max_resolution),
+    return {"max_resolution": max_resolution, "resolutions": resolutions_between(4, max_resolution),
             "estimated_seconds": round(2 * seconds_per_image * count, 1),  # loading is about half the work
             "num_channels": source.num_channels, "num_images": count, "source": source.description,
             "shards": shards_per_level(count, max_resolution, source.num_channels, shards, images_per_shard)}
@@ -152,7 +152,6 @@ def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upsc
     if not workers:  # a pool costs a few seconds to start (its server imports TensorFlow): only when it pays
         workers = (os.cpu_count() or 1) if plan["estimated_seconds"] > AUTO_POOL_SECONDS else 1
     writer, start = DatasetWriter(out_dir, plan["shards"], overwrite), time.time()
-    committed = False
     try:
         work = (source, plan["max_resolution"], crop, allow_upscale, keep_labels)
         skipped, duplicates = _encode_all(_ordered_items(source, plan["num_images"], shuffle, seed), work,
@@ -165,13 +164,11 @@ def prepare_dataset(source, out_dir, max_resolution=0, crop="center", allow_upsc
                               count=len(skipped), item=skipped[0]["item"] if skipped else "-",
                               reason=skipped[0]["reason"] if skipped else "-")
         seconds = time.time() - start
-        manifest = writer.commit(_manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels,
-                                           skipped, duplicates, seconds, writer.num_images))
-        committed = True
-        return manifest
-    finally:
-        if not committed:
-            writer.abort()
+        return writer.commit(_manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels,
+                                       skipped, duplicates, seconds, writer.num_images))
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _manifest(source, out_dir, plan, crop, allow_upscale, shuffle, seed, keep_labels, skipped, duplicates,

@@ -39,10 +39,6 @@ def pyramid(image):
     return levels
 
 
-def resolutions_up_to(max_resolution):
-    return resolutions_between(4, max_resolution)
-
-
 def shard_path(resolution, index, count):
     return os.path.join(f"r{resolution:04d}", f"part-{index:05d}-of-{count:05d}.tfrecord")
 
@@ -75,7 +71,7 @@ def read_manifest(data_dir):
         raise ValueError(f"{path} is unreadable ({e}); run progan-prepare again") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise ValueError(f"{path} is not a {FORMAT} v{VERSION} manifest; run progan-prepare again")
-    if manifest["resolutions"] != resolutions_up_to(manifest["max_resolution"]):
+    if manifest["resolutions"] != resolutions_between(4, manifest["max_resolution"]):
         raise ValueError(f"{path} lists resolutions {manifest['resolutions']}, not 4..{manifest['max_resolution']}")
     for resolution in manifest["resolutions"]:
         shards = manifest["levels"][str(resolution)]

@@ -91,13 +91,9 @@ class ModelRepository:
 
     def get(self, model, version):
         """The served version for a request; ServingError 404 if there is none that matches."""
-        if model != self.model_name:
-            raise ServingError(f"Servable not found for request: "
-                               f"{f'Specific({model}, {version})' if version is not None else f'Latest({model})'}",
-                               http.HTTPStatus.NOT_FOUND)
         with self._lock:
             served = self._served
-        if served is None or version not in (None, served.version):
+        if model != self.model_name or served is None or version not in (None, served.version):
             request = f"Specific({model}, {version})" if version is not None else f"Latest({model})"
             raise ServingError(f"Servable not found for request: {request}", http.HTTPStatus.NOT_FOUND)
         return served

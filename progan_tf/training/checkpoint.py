@@ -1,9 +1,7 @@
 """Checkpoints of a training run: the phase's models and optimisers, with the run state.
 
-A run directory (progan_tf.runs) holds `checkpoints/` written by `tf.train.CheckpointManager` and
-`checkpoints/state.json`, naming the newest complete checkpoint and the schedule position (phase, images seen, step).
-The JSON is replaced atomically only after its checkpoint is fully written, so a crash at any moment leaves the previous
-consistent pair in place; the manager keeps at least two checkpoints so the one the JSON names always exists.
+The layout and why a crash at any moment leaves a consistent pair: progan_tf.runs. The manager keeps at least two
+checkpoints, so the one state.json names always exists.
 """
 import glob
 import os

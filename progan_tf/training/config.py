@@ -108,19 +108,15 @@ def _at_least(low):
     return lambda v: v >= low, f">= {low}"
 
 
-def _positive():
-    return lambda v: v > 0, "> 0"
-
-
-def _unit_interval():
-    return lambda v: 0 <= v < 1, "in [0, 1)"
+_POSITIVE = (lambda v: v > 0, "> 0")
+_UNIT_INTERVAL = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 # The allowed values of every number in TrainConfig: field -> (test, what the message says).
-_RANGES = {"gp_lambda": _at_least(0), "drift": _at_least(0), "r1_gamma": _at_least(0), "adam_beta1": _unit_interval(),
-           "adam_beta2": _unit_interval(), "adam_epsilon": _positive(), "g_ema_beta": _unit_interval(),
-           "g_ema_kimg": _at_least(0), "g_ema_rampup": _at_least(0), "tick_kimg": _positive(),
-           "checkpoint_kimg": _positive(), "keep_checkpoints": _at_least(2), "grid_size": _at_least(1),
+_RANGES = {"gp_lambda": _at_least(0), "drift": _at_least(0), "r1_gamma": _at_least(0), "adam_beta1": _UNIT_INTERVAL,
+           "adam_beta2": _UNIT_INTERVAL, "adam_epsilon": _POSITIVE, "g_ema_beta": _UNIT_INTERVAL,
+           "g_ema_kimg": _at_least(0), "g_ema_rampup": _at_least(0), "tick_kimg": _POSITIVE,
+           "checkpoint_kimg": _POSITIVE, "keep_checkpoints": _at_least(2), "grid_size": _at_least(1),
            "metrics_every_kimg": _at_least(0), "metrics_num_images": _at_least(2), "steps_per_call": _at_least(1),
            "nan_retries": _at_least(0), "seed": (lambda v: 0 <= v < 2 ** 31, "in [0, 2**31)")}
 

@@ -9,6 +9,7 @@ the same resolution if one ran, else of the largest resolution above the start o
 are mostly fixed per-step cost, which says little about larger ones). Trace time never counts as step time, so the ETA
 right after a start or a resume is as sane as later.
 """
+import functools
 import time
 
 import numpy as np
@@ -34,14 +35,10 @@ def probe_rate(seconds=0.3):
     return peak.conv_peak(*_PROBE, target_seconds=seconds, repeats=1, budget_seconds=0)["gflops"] * 1e9
 
 
-_RATE = []
-
-
+@functools.lru_cache(maxsize=None)
 def machine_rate():
     """`probe_rate()`, measured once per process."""
-    if not _RATE:
-        _RATE.append(probe_rate())
-    return _RATE[0]
+    return probe_rate()
 
 
 PROBE_FLOPS = 2e9  # at most this much work per iteration of a shape's probe (a smaller image side past it)
