@@ -27,6 +27,7 @@ backward pass through a conv or dense layer is two of its forward passes (gradie
 LSGAN has no penalty (4 F_G + 8 F_D); the logistic loss with R1 takes the penalty on the reals (4 F_G + 11 F_D).
 The first layer of each network needs no input gradient in some of these passes; that saving (<1 % here) is ignored.
 """
+import math
 
 from progan_tf import layers as L
 from progan_tf import networks
@@ -36,13 +37,6 @@ ITERATION_MULTIPLES = {"wgan_gp": (4, 14), "lsgan": (4, 8), "logistic": (4, 11),
 
 # Element-wise FLOPs per output element of the layers that are not conv/dense.
 _ELEMENTWISE = {L.LeakyReLU: 2, L.PixelNorm: 4, L.FadeIn: 3, L.Downsample2D: 1, L.MinibatchStdDev: 4}
-
-
-def _per_image(shape):
-    count = 1
-    for d in shape[1:]:
-        count *= int(d)
-    return count
 
 
 def taps_on_image(in_size, out_size, kernel, stride=1, padding="SAME"):
@@ -95,7 +89,8 @@ def layer_flops(model, nominal=False):
             if layer.use_bias:
                 rows.append((layer.name + "_bias", "other", units))
         elif type(layer) in _ELEMENTWISE:
-            rows.append((layer.name, "other", _ELEMENTWISE[type(layer)] * _per_image(layer.output.shape)))
+            per_image = math.prod(int(d) for d in layer.output.shape[1:])
+            rows.append((layer.name, "other", _ELEMENTWISE[type(layer)] * per_image))
     return rows
 
 
