@@ -48,9 +48,8 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
         "crop": (["--source=synthetic", "--name=x", "--crop=diagonal"], "--crop='diagonal' is unknown"),
         "not_int": (["--source=synthetic", "--name=x", "--workers=many"], "workers"),
     }
-    done = forked({name: ("prepare", ["--noprogress", *args])
-                   for name, (args, _) in {**misuses, "dry": (["--source=small", "--name=x", "--dry_run"], "")}.items()},
-                  tmp_path)
+    cases = {**misuses, "dry": (["--source=small", "--name=x", "--dry_run"], "")}
+    done = forked({name: ("prepare", ["--noprogress", *args]) for name, (args, _) in cases.items()}, tmp_path)
     dry_code, plan, dry_err = done.pop("dry")
     for name, (code, _, err) in done.items():
         assert code == 2, (name, err[-2000:])
@@ -58,7 +57,8 @@ def test_each_misuse_exits_2_with_one_line_before_any_work(tmp_path):
         assert len(errors) == 1 and misuses[name][1] in errors[0], (name, err[-2000:])
     assert sorted(os.listdir(tmp_path / "datasets")) == ["taken"], "nothing may be written"
     for folder in ("datasets/taken", "foreign"):
-        assert os.listdir(tmp_path / folder) == ["notes.txt"] and (tmp_path / folder / "notes.txt").read_text() == "keep"
+        assert os.listdir(tmp_path / folder) == ["notes.txt"]
+        assert (tmp_path / folder / "notes.txt").read_text() == "keep"
     assert os.listdir(tmp_path / "ours") == ["manifest.json"]
     assert dry_code == 0, dry_err[-2000:]
     plan = json.loads(plan)

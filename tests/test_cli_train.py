@@ -134,8 +134,9 @@ def test_training_on_a_prepared_dataset(tmp_path):
     ok = _train(TINY + [f"--data_dir={data_dir}", f"--run_dir={tmp_path / 'run'}"], tmp_path)
     refused = forked({"bad": ("train", TINY + [f"--data_dir={data_dir}", "--num_channels=1",
                                                f"--run_dir={tmp_path / 'bad'}"]),
-                      "big": ("train", TINY + [f"--data_dir={data_dir}", "--resolution=16", "--batch_sizes=4:8,8:8,16:8",
-                                               f"--run_dir={tmp_path / 'big'}"])}, tmp_path)
+                      "big": ("train", TINY + [f"--data_dir={data_dir}", "--resolution=16",
+                                               "--batch_sizes=4:8,8:8,16:8", f"--run_dir={tmp_path / 'big'}"])},
+                     tmp_path)
     out, err = ok.communicate(timeout=180)
     assert ok.returncode == 0, err[-2000:]
     assert "done: 0.0 kimg at 8x8" in out and (tmp_path / "run" / "final" / "saved_model.pb").exists()

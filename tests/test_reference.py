@@ -308,7 +308,8 @@ def _bulk_and_max(values):
     """{name: per-element errors} -> ((the BULK percentile of all elements, worst tensor), (max, where))."""
     flat = np.concatenate([v.ravel() for v in values.values()])
     worst_tensor = max(values, key=lambda k: np.percentile(values[k], BULK))
-    return (float(np.percentile(flat, BULK)), worst_tensor), (float(flat.max()), max(values, key=lambda k: values[k].max()))
+    worst_max = max(values, key=lambda k: values[k].max())
+    return (float(np.percentile(flat, BULK)), worst_tensor), (float(flat.max()), worst_max)
 
 
 def step_errors(product_losses, reference_losses, pairs, before, lr):
@@ -326,7 +327,8 @@ def step_errors(product_losses, reference_losses, pairs, before, lr):
     per_tensor = {key: float(np.percentile(e, TENSOR_BULK)) for key, e in updates.items()}
     worst = max(per_tensor, key=per_tensor.get)
     return {"losses": (relative_error(product_losses, reference_losses), "losses"),
-            "updates": (per_tensor[worst], worst), "updates_bulk": update_bulk, "updates_max": update_max, "slots": slot_bulk, "slots_max": slot_max,
+            "updates": (per_tensor[worst], worst), "updates_bulk": update_bulk, "updates_max": update_max,
+            "slots": slot_bulk, "slots_max": slot_max,
             "alphas": (max(alphas.values(), default=0.0), "alpha")}
 
 
@@ -342,7 +344,8 @@ def errors(results):
 def assert_matches(results):
     for step, errs in enumerate(errors(results)):
         for kind, (err, name) in errs.items():
-            assert err <= LIMITS[kind], f"iteration {step + 1}: {kind} of {name} off by {err:.2e} (limit {LIMITS[kind]})"
+            assert err <= LIMITS[kind], \
+                f"iteration {step + 1}: {kind} of {name} off by {err:.2e} (limit {LIMITS[kind]})"
 
 
 CASES = [(loss, phase, devices) for loss in ("wgan_gp", "lsgan", "logistic") for phase in (STABLE_16, FADE_16)
@@ -403,7 +406,8 @@ def test_xla_step_follows_the_reference(tmp_path):
     def xla_draws(seed, step, batch, latent_size):  # the step a tensor, as in the product (no constant folding)
         return tf.function(lambda s: ref.draws(seed, s, batch, latent_size), jit_compile=True)(tf.constant(step))
 
-    z_plain, z_xla = ref.draws(SEED, FIRST_STEP, 8, NET.latent_size)[0], xla_draws(SEED, FIRST_STEP, 8, NET.latent_size)[0]
+    z_plain = ref.draws(SEED, FIRST_STEP, 8, NET.latent_size)[0]
+    z_xla = xla_draws(SEED, FIRST_STEP, 8, NET.latent_size)[0]
     assert not np.allclose(z_plain, z_xla)  # else this test would not need xla_draws
     assert_matches(run_both(tmp_path, FADE_16, HP, steps=2, xla=True, draws=xla_draws))
 

@@ -39,7 +39,7 @@ def test_steps_per_call_equals_single_steps(tmp_path, k):
     multi = trainer.build_phase(phase)
     steps, data = trainer.make_train_step(multi, k), trainer.dataset_iterator(phase, 0)
     d_losses, g_losses = steps(data, tf.constant(5, tf.int64), tf.constant(alphas + [0.0] * (k - 3)),
-                               tf.fill([k], 0.9), tf.constant(3, tf.int32))  # k = 4: one step fewer than the call could do
+                               tf.fill([k], 0.9), tf.constant(3, tf.int32))  # k = 4: one fewer than a call can do
     np.testing.assert_array_equal(np.stack([d_losses, g_losses], 1)[:3], expected)
     assert not np.any(d_losses.numpy()[3:])
     for a, b in zip(_weights(single), _weights(multi)):
