@@ -85,10 +85,6 @@ def instrument(trainer, timers):
     timers.wrap(trainer, "_start", "start: models and position (new or resumed)")
 
 
-def _phase_label(phase):
-    return f"{phase.resolution}" + (" fade" if phase.fading else "")
-
-
 def split(timers, wall, cpu, cores, schedule):
     """The report's rows: (what, seconds) and the summary numbers."""
     rate = {i: s / n for i, (n, s) in timers.steady.items() if n}
@@ -116,12 +112,14 @@ def split(timers, wall, cpu, cores, schedule):
     per_switch = {}
     for (i, b), (j, n, s) in zip(timers.switches, timers.first_calls):
         per_switch[i] = b + max(s - n * rate.get(j, fallback), 0.0)
+    phases = schedule.phases()
     return rows, {"wall_seconds": wall, "cpu_seconds": cpu, "cores": cores,
                   "utilisation": cpu / (wall * cores), "idle_core_seconds": wall * cores - cpu,
                   "steady_sum_seconds": steady_sum, "wall_over_steady": wall / steady_sum if steady_sum else None,
                   "switch_seconds": {str(i): s for i, s in per_switch.items()},
-                  "steady_images_per_second": {_phase_label(schedule.phases()[i]): schedule.phases()[i].batch_size / r
-                                               for i, r in rate.items()}}
+                  "steady_images_per_second": {
+                      f"{phases[i].resolution}{' fade' if phases[i].fading else ''}": phases[i].batch_size / r
+                      for i, r in rate.items()}}
 
 
 def main(argv):
